@@ -1,0 +1,2 @@
+"""Kaito GPU provisioner."""
+__version__ = "0.1.0"

@@ -1,0 +1,2 @@
+"""Kaito workspace controller."""
+__version__ = "0.1.0"
