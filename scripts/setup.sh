@@ -14,6 +14,8 @@ fi
 echo "==> setting up .venv (one time; a few minutes)" >&2
 [[ -x .venv/bin/python ]] || "$py" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt)
+# This machine's pip config lists local indexes that may be absent: silence only that warning.
+exec 2> >(grep --line-buffered -v "is ignored: it is neither a file nor a directory" >&2)
 "${pip[@]}" --upgrade pip
 # torch first, from the pinned CPU build, so nothing else pulls a CUDA wheel.
 "${pip[@]}" torch==2.13.0
