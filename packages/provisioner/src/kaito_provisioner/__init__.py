@@ -1,2 +1,3 @@
 """Kaito GPU provisioner."""
+
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Cloud providers behind one narrow interface (see ``base.CloudProvider``)."""
