@@ -24,9 +24,7 @@ def owned_metadata(
     ws: WorkspaceRef, name: str, *, extra_labels: dict[str, str] | None = None
 ) -> dict[str, Any]:
     labels = {**workspace_labels(ws.name, ws.namespace), LABEL_MANAGED_BY: MANAGED_BY, **(extra_labels or {})}
-    return {
-        "name": name,
-        "namespace": ws.namespace,
-        "labels": labels,
-        "ownerReferences": [owner_reference(ws)],
-    }
+    meta: dict[str, Any] = {"name": name, "namespace": ws.namespace, "labels": labels}
+    if ws.uid:  # unknown when rendering offline; the operator always has it
+        meta["ownerReferences"] = [owner_reference(ws)]
+    return meta

@@ -14,6 +14,17 @@ DEFAULT_RUNTIME_IMAGE_REPO = "ghcr.io/kaito-ray/ray-runtime"
 DEFAULT_RAY_VERSION = "2.60.0"
 
 
+def default_runtime_image() -> str:
+    """`ghcr.io/kaito-ray/ray-runtime:<version of the kaito-ray-runtime package>`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tag = version("kaito-ray-runtime")
+    except PackageNotFoundError:
+        from kaito_workspace import __version__ as tag
+    return f"{DEFAULT_RUNTIME_IMAGE_REPO}:{tag}"
+
+
 class WorkspaceRef(BaseModel):
     """Identity of the Workspace that owns the generated objects."""
 
