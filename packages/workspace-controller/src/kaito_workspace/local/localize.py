@@ -66,9 +66,9 @@ def localize(
                 )
         steps.env[item.env] = value
     if plan.tuning is not None:
-        steps.tune = _local_tune(_rewrite(plan.tuning.config, directories), machine)
+        steps.tune = _local_tune(rewrite_paths(plan.tuning.config, directories), machine)
     if plan.serving is not None:
-        steps.serve = _local_serve(_rewrite(plan.serving.config, directories), machine)
+        steps.serve = _local_serve(rewrite_paths(plan.serving.config, directories), machine)
     return steps
 
 
@@ -149,7 +149,7 @@ def _write_secret(name: str, machine: LocalMachine, secrets: dict[str, dict[str,
     return directory
 
 
-def _rewrite(config: dict[str, Any], directories: dict[str, Path]) -> dict[str, Any]:
+def rewrite_paths(config: dict[str, Any], directories: dict[str, Path]) -> dict[str, Any]:
     """Replace container mount paths in every string value with their local directories."""
     prefixes = sorted(directories, key=len, reverse=True)
 
