@@ -293,3 +293,28 @@ def test_unknown_hf_model_used_as_given() -> None:
     ws = inference_ws(inference__preset={"name": "myorg/my-model"})
     plan = plan_workspace(ws, preset=None, sku=NC24_A100)
     assert plan.serving.config["model"] == {"id": "myorg/my-model"}
+
+
+def test_generated_configs_parse_with_the_runtime_models() -> None:
+    """The ConfigMap's tune.yaml and the serveConfigV2 args are what the runtime accepts."""
+    from kaito_runtime.serving.config import ServeConfig
+    from kaito_runtime.tuning.config import TuneConfig
+
+    for ws in (
+        ws_from(QUICKSTART),
+        ws_from(QUICKSTART, tuning__output={"volumeSource": {"persistentVolumeClaim": {"claimName": "o"}}}),
+    ):
+        plan = plan_workspace(ws, preset=PHI3, sku=NC6S_V3)
+        tune = TuneConfig.model_validate(plan.tuning.config)
+        assert tune.training_config.QuantizationConfig.load_in_4bit
+        serve = ServeConfig.model_validate(plan.serving.config)
+        assert serve.adapters[0].name == "workspace-tuning-phi-3"
+    ws = inference_ws(
+        inference__adapters=[
+            {"source": {"name": "a1", "image": "r/a:1", "imagePullSecrets": ["p"]}, "strength": "0.5"}
+        ]
+    )
+    plan = plan_workspace(ws, preset=PHI3, sku=NC24_A100)
+    serve = ServeConfig.model_validate(plan.serving.config)
+    assert serve.registry_auth_file == "/var/run/kaito/registry/pull/.dockerconfigjson"
+    assert serve.deployment.ray_actor_options == {"num_gpus": 1}

@@ -309,6 +309,8 @@ def _plan_tuning(
         else:
             adapter["path"] = OUTPUT_DIR
         plan.serving = _serving_plan(ws.name, preset, preset_name, plan, adapters=[adapter])
+        if out.image and registry_auth_file:
+            plan.serving.config["registry_auth_file"] = registry_auth_file
         plan.serve_after_tuning = True
 
 
@@ -349,6 +351,7 @@ def _plan_inference(ws: Workspace, plan: Plan, *, preset: PresetFacts | None) ->
     assert inf is not None
     preset_name = inf.preset.name if inf.preset else ""
     adapters: list[dict[str, Any]] = []
+    auth_file: str | None = None
     for i, a in enumerate(inf.adapters or []):
         src = a.source
         if src is None or not src.name:
@@ -359,6 +362,16 @@ def _plan_inference(ws: Workspace, plan: Plan, *, preset: PresetFacts | None) ->
         if src.image:
             entry["image"] = src.image
             plan.image_pull_secrets.extend(src.image_pull_secrets or [])
+            if src.image_pull_secrets and auth_file is None:
+                # The runtime pulls adapter images itself (OCI), with a docker config.json from a Secret.
+                plan.mounts.append(
+                    Mount(
+                        volume=_secret_volume("adapter-pull-secret", src.image_pull_secrets[0]),
+                        mount_path=f"{REGISTRY_AUTH_DIR}/pull",
+                        read_only=True,
+                    )
+                )
+                auth_file = f"{REGISTRY_AUTH_DIR}/pull/.dockerconfigjson"
         elif src.volume_source:
             vol_name = f"adapter-{i}"
             path = f"{ADAPTER_DIR}/{src.name}"
@@ -374,6 +387,8 @@ def _plan_inference(ws: Workspace, plan: Plan, *, preset: PresetFacts | None) ->
             )
         adapters.append(entry)
     plan.serving = _serving_plan(ws.name, preset, preset_name, plan, adapters=adapters)
+    if auth_file:
+        plan.serving.config["registry_auth_file"] = auth_file
 
 
 # ------------------------------------------------------------------------------------------- entry
