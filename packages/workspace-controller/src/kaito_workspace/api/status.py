@@ -74,6 +74,8 @@ class WorkspaceStatus(ApiModel):
     state: str | None = None
     performance: dict[str, Any] | None = None
     tuning: TuningProgress | None = None
+    # The Ray dashboard of the workspace's Ray cluster.
+    dashboard_url: str | None = Field(default=None, alias="dashboardURL")
 
     def condition(self, type_: str) -> Condition | None:
         for c in self.conditions or []:
