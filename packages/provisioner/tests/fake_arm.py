@@ -233,7 +233,10 @@ class FakeArm:
         pool["properties"]["provisioningState"] = "Succeeded"
         vmss_name = f"aks-{name}-12345678-vmss"
         vm_id = next(self._vm_ids)
-        rid = f"/subscriptions/{SUB}/resourceGroups/{NODE_RG}/providers/Microsoft.Compute/virtualMachineScaleSets/"
+        rid = (
+            f"/subscriptions/{SUB}/resourceGroups/{NODE_RG}/providers/Microsoft.Compute/"
+            "virtualMachineScaleSets/"
+        )
         self.vmss[vmss_name] = {
             "id": rid + vmss_name,
             "name": vmss_name,
