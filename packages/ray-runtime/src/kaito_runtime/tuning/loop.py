@@ -1,0 +1,301 @@
+"""The training loop that runs on every Ray Train worker (one per GPU; DDP when more than one).
+
+The data order is a pure function of (seed, epoch, rank, world size), so a run resumed from a
+checkpoint at step S continues with exactly the batches that step S+1 would have had.
+Every `logging_steps` all workers call `ray.train.report` (a barrier in Ray Train); rank 0
+attaches a checkpoint (adapter + optimizer + scheduler + counters) when one is due.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kaito_runtime.tuning.config import TrainingArgumentsSection, TuneConfig
+from kaito_runtime.tuning.encoding import collate
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+STATE_JSON = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    rows_per_rank: int
+    micro_batches_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+def plan_schedule(num_rows: int, world_size: int, args: TrainingArgumentsSection) -> Schedule:
+    """How many optimizer steps an epoch has and how many the run takes (max_steps wins)."""
+    per_rank = num_rows // world_size
+    if per_rank < 1:
+        raise ValueError(
+            f"{num_rows} training rows cannot feed {world_size} workers; add data or use fewer workers"
+        )
+    micro = math.ceil(per_rank / args.per_device_train_batch_size)
+    steps_per_epoch = math.ceil(micro / args.gradient_accumulation_steps)
+    total = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    return Schedule(per_rank, micro, steps_per_epoch, max(1, total))
+
+
+def epoch_batches(
+    num_rows: int,
+    epoch: int,
+    seed: int,
+    shuffle: bool,
+    rank: int,
+    world_size: int,
+    schedule: Schedule,
+    batch: int,
+) -> list[np.ndarray]:
+    """This rank's micro-batches (row indices) for `epoch`: a seeded permutation, strided by rank."""
+    order = np.random.default_rng(seed + epoch).permutation(num_rows) if shuffle else np.arange(num_rows)
+    mine = order[rank::world_size][: schedule.rows_per_rank]
+    return [mine[i : i + batch] for i in range(0, len(mine), batch)]
+
+
+def checkpoint_due(step: int, total: int, schedule: Schedule, args: TrainingArgumentsSection) -> bool:
+    if step >= total:
+        return True
+    if args.save_strategy == "steps":
+        return step % args.save_steps == 0
+    if args.save_strategy == "epoch":
+        return step % schedule.steps_per_epoch == 0
+    return False
+
+
+def report_due(step: int, total: int, schedule: Schedule, args: TrainingArgumentsSection) -> bool:
+    return step % args.logging_steps == 0 or checkpoint_due(step, total, schedule, args)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """The Ray Train worker function. `loop_config` = {"config": TuneConfig dict, "data": ObjectRef}."""
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+    from transformers import get_scheduler
+
+    from kaito_runtime.modeling import load_tokenizer
+    from kaito_runtime.tuning.model_setup import build_model
+
+    config = TuneConfig.model_validate(loop_config["config"])
+    data = (
+        ray.get(loop_config["data"])
+        if isinstance(loop_config["data"], ray.ObjectRef)
+        else loop_config["data"]
+    )
+    args = config.training_config.TrainingArguments
+    collator_cfg = config.training_config.DataCollator
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(args.seed)
+
+    pad_id = load_tokenizer(config.model).pad_token_id
+    setup = build_model(config, device)
+    model = setup.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        weight_decay=args.weight_decay,
+        fused=device.type == "cuda" and all(p.dtype == torch.float32 for p in params),
+    )
+    schedule = plan_schedule(len(data.train), world, args)
+    total = schedule.total_steps
+    warmup = args.warmup_steps or math.ceil(args.warmup_ratio * total)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total
+    )
+    use_amp = device.type == "cuda" and setup.compute_dtype in (torch.float16, torch.bfloat16)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and setup.compute_dtype == torch.float16)
+
+    step, tokens_total, elapsed_before, resumed_from = 0, 0, 0.0, 0
+    history: list[list[float]] = []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            step, tokens_total, elapsed_before, history = _restore(
+                Path(ckpt_dir), model, optimizer, scheduler, scaler
+            )
+        resumed_from = step
+        log.info("rank %d: resumed from the checkpoint at step %d", rank, step)
+
+    train_model: Any = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=args.ddp_find_unused_parameters,
+        )
+    train_model.train()
+
+    window_loss, window_micro, window_tokens, window_steps = 0.0, 0, 0, 0
+    window_start = time.perf_counter()
+    run_start = time.perf_counter()
+    while step < total:
+        epoch = step // schedule.steps_per_epoch
+        batches = epoch_batches(
+            len(data.train),
+            epoch,
+            args.seed,
+            config.training_config.DatasetConfig.shuffle_dataset,
+            rank,
+            world,
+            schedule,
+            args.per_device_train_batch_size,
+        )
+        for in_epoch in range(step % schedule.steps_per_epoch, schedule.steps_per_epoch):
+            micro = batches[
+                in_epoch * args.gradient_accumulation_steps : (in_epoch + 1)
+                * args.gradient_accumulation_steps
+            ]
+            for j, indices in enumerate(micro):
+                rows = [data.train[int(i)] for i in indices]
+                window_tokens += sum(len(r.input_ids) for r in rows)  # useful (non-padding) tokens
+                batch = collate(rows, pad_id, collator_cfg.pad_to_multiple_of)
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                sync = j == len(micro) - 1 or world == 1
+                no_sync = train_model.no_sync() if not sync else contextlib.nullcontext()
+                with no_sync, torch.autocast(device.type, dtype=setup.compute_dtype, enabled=use_amp):
+                    loss = train_model(**batch).loss / len(micro)
+                scaler.scale(loss).backward()
+                window_loss += float(loss.detach()) * len(micro)
+                window_micro += 1
+            scaler.unscale_(optimizer)
+            if args.max_grad_norm and args.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_steps += 1
+            if not report_due(step, total, schedule, args):
+                continue
+            # Global numbers over the window (all ranks), then report: a barrier for all workers.
+            stats = torch.tensor([window_loss, window_micro, window_tokens], dtype=torch.float64)
+            if world > 1:
+                torch.distributed.all_reduce(stats.to(device) if device.type == "cuda" else stats)
+            seconds = time.perf_counter() - window_start
+            tokens_total += int(stats[2])
+            metrics = {
+                "step": step,
+                "total_steps": total,
+                "epoch": round(step / schedule.steps_per_epoch, 4),
+                "loss": round(float(stats[0] / max(stats[1], 1)), 6),
+                "learning_rate": float(scheduler.get_last_lr()[0]),
+                "tokens_per_second": round(float(stats[2]) / max(seconds, 1e-9), 2),
+                "tokens": tokens_total,
+                "eta_seconds": round(seconds / window_steps * (total - step), 1),
+                "elapsed_seconds": round(elapsed_before + time.perf_counter() - run_start, 2),
+                "resumed_from_step": resumed_from,
+                "world_size": world,
+            }
+            history.append([step, metrics["loss"]])
+            metrics["loss_history"] = list(history) if step >= total else None
+            if step >= total and data.eval is not None:
+                metrics["eval_loss"] = _evaluate(
+                    train_model, data.eval, rank, world, args, pad_id, device, setup, use_amp
+                )
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = None
+                if rank == 0 and checkpoint_due(step, total, schedule, args):
+                    _save(Path(tmp), model, optimizer, scheduler, scaler, metrics, setup, history)
+                    ckpt = ray.train.Checkpoint.from_directory(tmp)
+                ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_{step:08d}")
+            window_loss, window_micro, window_tokens, window_steps = 0.0, 0, 0, 0
+            window_start = time.perf_counter()
+            if step >= total:
+                break
+
+
+def _evaluate(
+    model: Any,
+    split: Any,
+    rank: int,
+    world: int,
+    args: Any,
+    pad_id: int,
+    device: Any,
+    setup: Any,
+    use_amp: bool,
+) -> float:
+    import torch
+
+    model.eval()
+    total_loss, count = 0.0, 0
+    with torch.no_grad():
+        indices = list(range(rank, len(split), world))
+        for i in range(0, len(indices), args.per_device_eval_batch_size):
+            batch = collate([split[j] for j in indices[i : i + args.per_device_eval_batch_size]], pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=setup.compute_dtype, enabled=use_amp):
+                total_loss += float(model(**batch).loss)
+            count += 1
+    stats = torch.tensor([total_loss, count], dtype=torch.float64)
+    if world > 1:
+        torch.distributed.all_reduce(stats)
+    model.train()
+    return round(float(stats[0] / max(stats[1], 1)), 6)
+
+
+def _save(
+    directory: Path,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+    metrics: dict[str, Any],
+    setup: Any,
+    history: list[list[float]],
+) -> None:
+    import torch
+
+    model.save_pretrained(directory)
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "step": metrics["step"],
+            "tokens": metrics["tokens"],
+            "elapsed_seconds": metrics["elapsed_seconds"],
+            "history": history,
+        },
+        directory / STATE_FILE,
+    )
+    (directory / STATE_JSON).write_text(
+        json.dumps({**metrics, "target_modules": setup.target_modules}, indent=2)
+    )
+
+
+def _restore(
+    directory: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any
+) -> tuple[int, int, float, list[list[float]]]:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(directory / "adapter_model.safetensors", device=str(next(model.parameters()).device))
+    set_peft_model_state_dict(model, weights)
+    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    return int(state["step"]), int(state["tokens"]), float(state["elapsed_seconds"]), list(state["history"])
