@@ -131,6 +131,14 @@ def validate_documents(
     for source, index, doc in loaded:
         cms = {**config_maps, **by_source.get(source, {})}
         results.append(_validate_document(source, index, doc, cms, referenced, local=local))
+    # A ConfigMap checked through its Workspace is invalid when that Workspace found problems in it.
+    by_workspace = {(r.source, r.name): r for r in results if r.kind == "Workspace"}
+    for r in results:
+        owner = referenced.get((r.source, r.name)) if r.kind == "ConfigMap" and r.note else None
+        ws_result = by_workspace.get((r.source, owner)) if owner is not None else None
+        if ws_result and any(p.path.startswith(f"ConfigMap/{r.name}.") for p in ws_result.problems):
+            r.status = "invalid"
+            r.note = f"problems listed under Workspace/{owner}"
     return results
 
 
@@ -157,11 +165,10 @@ def _validate_document(
         keys = [k for k in (TRAINING_CONFIG_KEY, INFERENCE_CONFIG_KEY) if k in data]
         if not keys:
             return Result(source, index, kind, name, "skipped", note="no training/inference config in it")
-        if name in referenced:
+        owner = referenced.get((source, name))
+        if owner is not None:
             # The referencing Workspace validates it with its method and preset; report once, there.
-            return Result(
-                source, index, kind, name, "valid", note=f"checked with Workspace/{referenced[name]}"
-            )
+            return Result(source, index, kind, name, "valid", note=f"checked with Workspace/{owner}")
         problems: list[Problem] = []
         for key in keys:
             prefix = f"data[{key}]"
