@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -16,11 +17,13 @@ from ray.serve.config import BackpressureConfig
 
 from kaito_runtime.serving.api import create_app
 from kaito_runtime.serving.config import ServeConfig
+from kaito_runtime.serving.loopback import SETUP_HOOK
 from kaito_runtime.serving.service import ChatService
 
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "KaitoChat"
+LOOPBACK = {"127.0.0.1", "localhost"}
 
 
 @serve.ingress()
@@ -110,8 +113,16 @@ def run_local(
     if not ray.is_initialized():
         if address:
             ray.init(address=address)
+        elif config.http.host in LOOPBACK:
+            # Keep every Ray component on loopback too, not only the HTTP proxy.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            ray.init(
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                runtime_env={"worker_process_setup_hook": SETUP_HOOK},
+            )
         else:
-            ray.init(_node_ip_address=config.http.host, include_dashboard=False)
+            ray.init(include_dashboard=False)
     serve.start(http_options={"host": config.http.host, "port": config.http.port})
     serve.run(
         build_app(config.model_dump(mode="json")),

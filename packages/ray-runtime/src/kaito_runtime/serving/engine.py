@@ -89,6 +89,8 @@ class EngineMetrics:
 
     def queue_depth(self, waiting: int, running: int) -> None: ...
 
+    def finished(self, reason: str) -> None: ...
+
 
 class RequestHandle:
     """The caller's side of one request. Iterate it (async or blocking) to receive `StreamEvent`s."""
@@ -430,6 +432,7 @@ class BatchingEngine:
 
     def _finish(self, row: _Row, reason: str, error: str | None = None, prefix: str = "") -> None:
         row.finish_reason = reason
+        self.metrics.finished(reason)
         tail = "" if reason in ("error", "cancelled") else row.tracker.finish()
         row.handle.done = True
         row.handle._push(

@@ -37,6 +37,12 @@ class ServingMetrics(EngineMetrics):
         )
         self.waiting = Gauge("kaito_queue_waiting", "Requests waiting for a batch slot", registry=r)
         self.running = Gauge("kaito_queue_running", "Requests in the running batch", registry=r)
+        self.finished_requests = Counter(
+            "kaito_generations_finished",
+            "Generations by finish reason (stop, length, cancelled, error)",
+            ["reason"],
+            registry=r,
+        )
         self.rejected = Counter("kaito_rejected", "Requests rejected because the queue was full", registry=r)
 
     # EngineMetrics hooks (called from the engine thread; prometheus_client is thread-safe)
@@ -52,6 +58,9 @@ class ServingMetrics(EngineMetrics):
     def queue_depth(self, waiting: int, running: int) -> None:
         self.waiting.set(waiting)
         self.running.set(running)
+
+    def finished(self, reason: str) -> None:
+        self.finished_requests.labels(reason=reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
