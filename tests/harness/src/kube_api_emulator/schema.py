@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -129,9 +128,18 @@ def _convert(schema: Any) -> Any:
     return out
 
 
-@lru_cache(maxsize=64)
-def _validator(schema_json: str) -> jsonschema.Draft4Validator:
-    return jsonschema.Draft4Validator(_convert(json.loads(schema_json)))
+_VALIDATORS: dict[int, tuple[Schema, jsonschema.Draft4Validator]] = {}
+
+
+def _validator(schema: Schema) -> jsonschema.Draft4Validator:
+    """Compiled validators, cached per schema object (CRD schemas are kept, not rebuilt, per request)."""
+    hit = _VALIDATORS.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        if len(_VALIDATORS) > 256:
+            _VALIDATORS.clear()
+        hit = (schema, jsonschema.Draft4Validator(_convert(schema)))
+        _VALIDATORS[id(schema)] = hit
+    return hit[1]
 
 
 def _go_type(v: Any) -> str:
@@ -260,7 +268,7 @@ def validate(obj: dict[str, Any], schema: Schema) -> list[FieldError]:
     md_schema = (_properties(schema) or {}).get("metadata")
     if md_schema:
         subject["metadata"] = {k: md[k] for k in ("name", "generateName") if k in md}
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(schema)
     errors: list[FieldError] = []
     for err in validator.iter_errors(subject):
         errors.extend(_map_error(err))
