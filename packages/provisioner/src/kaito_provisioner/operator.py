@@ -40,17 +40,17 @@ def build_registry(
         return kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.event("karpenter.sh", "v1", "nodeclaims", registry=registry)
-    def nodeclaim_event(name: str, **_: Any) -> None:
+    async def nodeclaim_event(name: str, **_: Any) -> None:
         queue.add(("NodeClaim", name))
 
     if settings.watch_machines:
 
         @kopf.on.event("karpenter.sh", "v1alpha5", "machines", registry=registry)
-        def machine_event(name: str, **_: Any) -> None:
+        async def machine_event(name: str, **_: Any) -> None:
             queue.add(("Machine", name))
 
     @kopf.on.event("", "v1", "nodes", registry=registry)
-    def node_event(body: kopf.Body, **_: Any) -> None:
+    async def node_event(body: kopf.Body, **_: Any) -> None:
         owners = [
             (o["kind"], o["name"])
             for o in body.metadata.get("ownerReferences") or []

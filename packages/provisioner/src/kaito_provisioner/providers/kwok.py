@@ -101,8 +101,10 @@ class KwokProvider:
         node = await self.kube.get(node_path(name))
         if node is None or not (node.get("spec") or {}).get("providerID", "").startswith(PREFIX):
             raise NotFoundError(name)
-        if not node["metadata"].get("deletionTimestamp"):
-            await self.kube.delete(node_path(name))
+        if node["metadata"].get("deletionTimestamp"):
+            # The simulated machine is gone once its Node is being deleted (only finalizers hold it).
+            raise NotFoundError(name)
+        await self.kube.delete(node_path(name))
 
     async def get(self, provider_id: str) -> Instance:
         node = await self.kube.get(node_path(provider_id.removeprefix(PREFIX)))
