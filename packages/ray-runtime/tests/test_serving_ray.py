@@ -15,7 +15,6 @@ import pytest
 from kaito_runtime.modeling import SMOLLM2_ID, TINY_RANDOM_ID, ModelSource, load_model
 from kaito_runtime.serving import run_local
 from kaito_runtime.serving.config import ServeConfig
-from kaito_runtime.serving.loopback import SETUP_HOOK
 
 pytestmark = pytest.mark.slow
 
@@ -47,32 +46,14 @@ def _make_adapter(out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ray_serve(tmp_path_factory: pytest.TempPathFactory):
-    """A local Ray + Serve on loopback, shared by this module; torn down at the end."""
-    mp = pytest.MonkeyPatch()
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }.items():
-        mp.setenv(key, value)
-    import ray
+def ray_serve(ray_cluster, tmp_path_factory: pytest.TempPathFactory):
+    """Serve on the session's loopback Ray (conftest `ray_cluster`); shut down after this module."""
     from ray import serve
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(
-            num_cpus=2,
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            runtime_env={"worker_process_setup_hook": SETUP_HOOK},
-        )
-    port = _free_port()
-    yield port, tmp_path_factory.mktemp("serving")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield _free_port(), tmp_path_factory.mktemp("serving")
     serve.shutdown()
-    if started_here:
-        ray.shutdown()
     mp.undo()
 
 

@@ -17,13 +17,12 @@ from ray.serve.config import BackpressureConfig
 
 from kaito_runtime.serving.api import create_app
 from kaito_runtime.serving.config import ServeConfig
-from kaito_runtime.serving.loopback import SETUP_HOOK
+from kaito_runtime.serving.loopback import LOOPBACK, bind_replicas_to_loopback
 from kaito_runtime.serving.service import ChatService
 
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "KaitoChat"
-LOOPBACK = {"127.0.0.1", "localhost"}
 
 
 @serve.ingress()
@@ -32,7 +31,10 @@ class KaitoChat:
 
     def __init__(self, config: dict[str, Any]) -> None:
         logging.basicConfig(level=logging.INFO)
-        self.service = ChatService(ServeConfig.model_validate(config))
+        parsed = ServeConfig.model_validate(config)
+        if parsed.http.host in LOOPBACK:
+            bind_replicas_to_loopback()  # before Serve starts this replica's internal gRPC server
+        self.service = ChatService(parsed)
         self.service.start_loading()
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -116,11 +118,7 @@ def run_local(
         elif config.http.host in LOOPBACK:
             # Keep every Ray component on loopback too, not only the HTTP proxy.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            ray.init(
-                _node_ip_address="127.0.0.1",
-                include_dashboard=False,
-                runtime_env={"worker_process_setup_hook": SETUP_HOOK},
-            )
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False)
         else:
             ray.init(include_dashboard=False)
     serve.start(http_options={"host": config.http.host, "port": config.http.port})

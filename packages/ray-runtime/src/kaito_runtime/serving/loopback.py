@@ -1,16 +1,16 @@
 """Keep Ray Serve replicas off the network when serving on loopback (laptops, CI, tests).
 
 Ray Serve 2.60 replicas open an inter-deployment gRPC server on `[::]:0` unconditionally
-(`ray/serve/_private/replica.py`), even when the HTTP proxy is bound to 127.0.0.1. This module
-is a Ray `worker_process_setup_hook`: it makes that server bind to 127.0.0.1 instead. It is only
-installed by `run_local` for a loopback host (and by the tests); clusters are left untouched.
+(`ray/serve/_private/replica.py`), even when the HTTP proxy is bound to 127.0.0.1. The replica
+constructor calls `bind_replicas_to_loopback()` when the configured HTTP host is loopback, before
+Serve starts that server, so it binds to 127.0.0.1 instead; clusters (host 0.0.0.0) are untouched.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SETUP_HOOK = "kaito_runtime.serving.loopback.bind_replicas_to_loopback"
+LOOPBACK = {"127.0.0.1", "localhost"}
 
 
 def bind_replicas_to_loopback() -> None:
