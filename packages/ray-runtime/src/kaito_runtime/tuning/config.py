@@ -15,10 +15,19 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kaito_runtime.modeling import ModelSource
 
@@ -161,7 +170,8 @@ class TrainingArgumentsSection(BaseModel):
         if "evaluation_strategy" in data and "eval_strategy" not in data:
             data = {**data, "eval_strategy": data["evaluation_strategy"]}
             data.pop("evaluation_strategy")
-        unknown = sorted(set(data) - set(cls.model_fields) - _hf_training_argument_names())
+        unknown = set(data) - set(cls.model_fields)
+        unknown = sorted(unknown - _hf_training_argument_names()) if unknown else []
         if unknown:
             raise ValueError(
                 f"TrainingArguments: unknown key(s) {', '.join(unknown)}; use Hugging Face "
@@ -248,7 +258,7 @@ class UrlsInput(_Strict):
     def _http_only(cls, urls: list[str]) -> list[str]:
         for url in urls:
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"input.urls: {url!r} is not an http(s) URL")
+                raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
 
 
@@ -266,6 +276,36 @@ class PathOutput(_Strict):
 
 class ImageOutput(_Strict):
     image: str
+
+
+def _one_of(*keys: str) -> Any:
+    def pick(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if not isinstance(value, dict):
+            return None
+        present = [k for k in keys if k in value]
+        return present[0] if len(present) == 1 else None
+
+    return pick
+
+
+_ONE_OF_INPUT = (
+    "set exactly one of urls (a list of http(s) URLs), path (a directory) or image (an OCI reference)"
+)
+_ONE_OF_OUTPUT = "set exactly one of path (a directory) or image (an OCI reference)"
+InputSource = Annotated[
+    Annotated[UrlsInput, Tag("urls")]
+    | Annotated[PathInput, Tag("path")]
+    | Annotated[ImageInput, Tag("image")],
+    Discriminator(
+        _one_of("urls", "path", "image"), custom_error_type="one_of", custom_error_message=_ONE_OF_INPUT
+    ),
+]
+OutputTarget = Annotated[
+    Annotated[PathOutput, Tag("path")] | Annotated[ImageOutput, Tag("image")],
+    Discriminator(_one_of("path", "image"), custom_error_type="one_of", custom_error_message=_ONE_OF_OUTPUT),
+]
 
 
 class DownloadSettings(_Strict):
@@ -293,8 +333,8 @@ class TuneConfig(_Strict):
     model: ModelSource
     method: Literal["qlora", "lora"] = "qlora"
     training_config: TrainingConfig = Field(default_factory=TrainingConfig)
-    input: UrlsInput | PathInput | ImageInput
-    output: PathOutput | ImageOutput
+    input: InputSource
+    output: OutputTarget
     registry_auth_file: str | None = None
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
@@ -333,7 +373,10 @@ class TuneConfig(_Strict):
 def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union")))
+        loc = list(err["loc"])
+        if len(loc) > 1 and loc[0] in ("input", "output") and loc[1] in ("urls", "path", "image"):
+            del loc[1]  # the union tag; the field name follows
+        where = ".".join(str(p) for p in loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {err['loc'][-1]!r}; check the spelling against the documented fields"

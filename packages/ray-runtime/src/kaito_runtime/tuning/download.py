@@ -84,12 +84,30 @@ def _check_headers(response: httpx.Response, settings: DownloadSettings) -> None
 def _download_once(
     client: httpx.Client, url: str, dest_dir: Path, index: int, settings: DownloadSettings
 ) -> Path:
+    partials: list[Path] = []
+    try:
+        return _download_attempt(client, url, dest_dir, index, settings, partials)
+    except BaseException:
+        for partial in partials:  # never leave a half-written file behind
+            partial.unlink(missing_ok=True)
+        raise
+
+
+def _download_attempt(
+    client: httpx.Client,
+    url: str,
+    dest_dir: Path,
+    index: int,
+    settings: DownloadSettings,
+    partials: list[Path],
+) -> Path:
     shown = redact_url(url)
     try:
         with client.stream("GET", url) as response:
             _check_headers(response, settings)
             target = dest_dir / _filename(url, response, index)
             partial = target.with_name(target.name + ".part")
+            partials.append(partial)
             total = int(response.headers.get("content-length", "0") or 0)
             received, last_log = 0, time.monotonic()
             with open(partial, "wb") as handle:

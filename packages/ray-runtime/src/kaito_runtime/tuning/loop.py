@@ -173,7 +173,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 sync = j == len(micro) - 1 or world == 1
                 no_sync = train_model.no_sync() if not sync else contextlib.nullcontext()
                 with no_sync, torch.autocast(device.type, dtype=setup.compute_dtype, enabled=use_amp):
-                    loss = train_model(**batch).loss / len(micro)
+                    loss = train_model(**batch, use_cache=False).loss / len(micro)
                 scaler.scale(loss).backward()
                 window_loss += float(loss.detach()) * len(micro)
                 window_micro += 1
@@ -246,7 +246,7 @@ def _evaluate(
             batch = collate([split[j] for j in indices[i : i + args.per_device_eval_batch_size]], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=setup.compute_dtype, enabled=use_amp):
-                total_loss += float(model(**batch).loss)
+                total_loss += float(model(**batch, use_cache=False).loss)
             count += 1
     stats = torch.tensor([total_loss, count], dtype=torch.float64)
     if world > 1:
@@ -281,7 +281,10 @@ def _save(
         directory / STATE_FILE,
     )
     (directory / STATE_JSON).write_text(
-        json.dumps({**metrics, "target_modules": setup.target_modules}, indent=2)
+        json.dumps(
+            {**metrics, "target_modules": setup.target_modules, "quantized_modules": setup.quantized_modules},
+            indent=2,
+        )
     )
 
 

@@ -19,6 +19,7 @@ class ModelSetup:
     dtype: torch.dtype  # weights of the non-quantized parts
     compute_dtype: torch.dtype  # what matmuls run in (autocast on GPUs when half precision)
     target_modules: list[str]
+    quantized_modules: dict[str, int]  # e.g. {"Linear4bit": 14}: what the user checks for QLoRA
 
 
 def build_model(config: TuneConfig, device: torch.device) -> ModelSetup:
@@ -53,5 +54,10 @@ def build_model(config: TuneConfig, device: torch.device) -> ModelSetup:
     targets = tc.LoraConfig.target_modules or default_lora_target_modules(model)
     targets = [targets] if isinstance(targets, str) else list(targets)
     peft_model = get_peft_model(model, LoraConfig(**tc.LoraConfig.peft_kwargs(targets)))
+    quantized: dict[str, int] = {}
+    for module in peft_model.modules():
+        kind = type(module).__name__
+        if kind in ("Linear4bit", "Linear8bitLt") and "bitsandbytes" in type(module).__module__:
+            quantized[kind] = quantized.get(kind, 0) + 1
     half = compute if compute in (torch.float16, torch.bfloat16) else dtype
-    return ModelSetup(peft_model, dtype, half, targets)
+    return ModelSetup(peft_model, dtype, half, targets, quantized)

@@ -57,6 +57,7 @@ def build_summary(
         "duration_seconds": round(duration_s, 2),
         "num_workers": metrics.get("world_size"),
         "resumed_from_step": metrics.get("resumed_from_step", 0),
+        "quantized_modules": metrics.get("quantized_modules", {}),
         "lora": {
             "r": lora.r,
             "lora_alpha": lora.lora_alpha,
