@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
+from . import jsoncopy as copy
 import json
 import random
 import uuid
@@ -248,7 +248,8 @@ class Cluster:
         entries.append(entry)
         obj["metadata"]["managedFields"] = entries
 
-    def create(self, info: ResourceInfo, version: str, ns: str, body: Any, opts: WriteOptions) -> Obj:
+    def create(self, info: ResourceInfo, version: str, ns: str, body: Any, opts: WriteOptions,
+               operation: str = "Update", applied: Any = None) -> Obj:
         obj = self._coerce_body(info, version, ns, body)
         md = obj["metadata"]
         self._check_namespace(info, ns, creating=True)
@@ -274,7 +275,7 @@ class Cluster:
         md["uid"] = str(uuid.uuid4())
         md["creationTimestamp"] = now()
         md["generation"] = 1
-        self._manager(opts, obj, info, version, "Update", None)
+        self._manager(opts, obj, info, version, operation, None, applied)
         obj["apiVersion"] = info.api_version(info.storage_version)
         if opts.dry_run:
             md["resourceVersion"] = ""
@@ -498,10 +499,9 @@ class Cluster:
         if old is None:
             if subresource:
                 raise not_found(info.plural, info.group, name)
-            created = self.create(info, version, ns, applied, opts)
-            created_md = created["metadata"]
-            self._set_manager_apply(info, version, created, opts, applied)
-            self._applied[(created_md["uid"], opts.field_manager)] = applied
+            created = self.create(info, version, ns, applied, opts, "Apply", applied)
+            if not opts.dry_run:
+                self._applied[(created["metadata"]["uid"], opts.field_manager)] = applied
             return created, True
         map_keys = patches.list_map_keys_from_schema(info.schemas.get(version))
         current = self.out(info, version, old)
@@ -518,20 +518,6 @@ class Cluster:
         if not opts.dry_run:
             self._applied[(old["metadata"]["uid"], opts.field_manager)] = applied
         return result, False
-
-    def _set_manager_apply(
-        self, info: ResourceInfo, version: str, obj: Obj, opts: WriteOptions, applied: Obj
-    ) -> None:
-        stored = self.store.peek(info.key, obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
-        if stored is None:
-            return
-        entries = [
-            e for e in stored["metadata"].get("managedFields") or [] if e.get("manager") != opts.field_manager
-        ]
-        tmp = {"metadata": {"managedFields": entries}}
-        self._manager(opts, tmp, info, version, "Apply", None, applied)
-        stored["metadata"]["managedFields"] = tmp["metadata"]["managedFields"]
-        obj["metadata"]["managedFields"] = copy.deepcopy(tmp["metadata"]["managedFields"])
 
     # ---- delete & garbage collection ----
 

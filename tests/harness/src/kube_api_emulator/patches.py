@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from . import jsoncopy as copy
 from typing import Any
 
 import jsonpatch

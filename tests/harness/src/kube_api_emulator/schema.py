@@ -7,7 +7,7 @@ jsonschema's errors to Kubernetes field errors with field paths.
 
 from __future__ import annotations
 
-import copy
+from . import jsoncopy as copy
 import json
 from typing import Any
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from . import jsoncopy as copy
 import json
 import logging
 import threading
@@ -71,7 +72,7 @@ async def _read_body(request: web.Request) -> Any:
         return None
     try:
         if ct in ("application/yaml", patches.APPLY_PATCH):
-            return yaml.safe_load(raw)
+            return yaml.load(raw, Loader=_SafeLoader)
         return json.loads(raw)
     except (ValueError, yaml.YAMLError) as e:
         raise ApiError(400, f"the request body could not be decoded as {ct}: {e}") from e
@@ -617,10 +618,21 @@ def _default_manager(request: web.Request) -> str:
     return ua.split("/")[0] if ua else "unknown"
 
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_CACHE: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
+
+
+def _load_file(f: Path) -> list[dict[str, Any]]:
+    """Parsed YAML documents of a file, cached by path and mtime (reference CRDs are large)."""
+    st = f.stat()
+    key = (str(f.resolve()), st.st_mtime, st.st_size)
+    if key not in _YAML_CACHE:
+        _YAML_CACHE[key] = [d for d in yaml.load_all(f.read_text(), Loader=_SafeLoader) if isinstance(d, dict)]
+    return copy.deepcopy(_YAML_CACHE[key])
+
+
 def _yaml_docs(paths: list[Path]) -> Iterator[dict[str, Any]]:
     for p in paths:
         files = sorted(p.glob("*.y*ml")) if p.is_dir() else [p]
         for f in files:
-            for doc in yaml.safe_load_all(f.read_text()):
-                if isinstance(doc, dict):
-                    yield doc
+            yield from _load_file(f)

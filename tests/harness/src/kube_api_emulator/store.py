@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import copy
+from . import jsoncopy as copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,7 +78,8 @@ class Store:
         rv = self._next_rv()
         obj["metadata"]["resourceVersion"] = str(rv)
         self._objects.setdefault(tk, {})[key] = obj
-        self._emit(Event(rv, tk, event_type, copy.deepcopy(obj), copy.deepcopy(old) if old else None))
+        # Stored objects are replaced, never mutated, so events may share them.
+        self._emit(Event(rv, tk, event_type, obj, old))
         return copy.deepcopy(obj)
 
     def remove(self, tk: TypeKey, obj: Obj) -> Obj:
@@ -87,8 +88,8 @@ class Store:
         rv = self._next_rv()
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(rv)
-        self._emit(Event(rv, tk, "DELETED", copy.deepcopy(gone), old))
-        return gone
+        self._emit(Event(rv, tk, "DELETED", gone, old))
+        return copy.deepcopy(gone)
 
     def drop_type(self, tk: TypeKey) -> list[Obj]:
         return [self.remove(tk, o) for o in list(self._objects.get(tk, {}).values())]
