@@ -210,3 +210,69 @@ def data_server() -> Iterator[DataServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class Registry:
+    """A real OCI registry (Debian's docker-registry) on 127.0.0.1 with htpasswd auth."""
+
+    host: str
+    username: str
+    password: str
+    storage: Path
+
+    def ref(self, repo: str, tag: str = "v1") -> str:
+        return f"{self.host}/{repo}:{tag}"
+
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory) -> Iterator[Registry]:
+    import crypt  # bcrypt for htpasswd (Python 3.11; the registry accepts $2b$)
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    if not os.access(REGISTRY_BINARY, os.X_OK):
+        pytest.fail(
+            f"{REGISTRY_BINARY} not found: the OCI round-trip tests need Debian's registry. "
+            "Install it with: apt-get update && apt-get install -y docker-registry"
+        )
+    root = tmp_path_factory.mktemp("registry")
+    user, password = "kaito", "s3cret-pw"
+    salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4)
+    (root / "htpasswd").write_text(f"{user}:{crypt.crypt(password, salt)}\n")
+    port = free_port()
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        "log: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+        f"auth: {{htpasswd: {{realm: kaito-test, path: {root / 'htpasswd'}}}}}\n"
+    )
+    with open(root / "registry.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([REGISTRY_BINARY, "serve", str(root / "config.yml")], stdout=log, stderr=log)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"registry exited: {(root / 'registry.log').read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401  # up, and asking for credentials
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_until(up, timeout=30, what="the registry to listen")
+        yield Registry(f"127.0.0.1:{port}", user, password, root / "data")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
