@@ -977,7 +977,7 @@ def validate_tuning_config(
     return problems
 
 
-INFERENCE_CONFIG_KEYS = {
+INFERENCE_CONFIG_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "max_probe_steps": ((int,), lambda v: v >= 0 or "must be >= 0"),
 }
 VLLM_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {

@@ -117,7 +117,7 @@ def validate_documents(
     for source, _, doc in loaded:
         if not isinstance(doc, dict):
             continue
-        meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+        meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
         if doc.get("kind") == "ConfigMap" and isinstance(doc.get("data"), dict):
             config_maps[str(meta.get("name", ""))] = doc["data"]
             by_source.setdefault(source, {})[str(meta.get("name", ""))] = doc["data"]
@@ -157,11 +157,12 @@ def _validate_document(
         )
     kind = str(doc.get("kind") or "<no kind>")
     name = str((doc.get("metadata") or {}).get("name", "")) if isinstance(doc.get("metadata"), dict) else ""
+    problems: list[Problem] = []
     if kind == "Workspace":
         problems = validate_workspace(doc, local=local, config_maps=config_maps)
         return Result(source, index, kind, name, "invalid" if problems else "valid", problems)
     if kind == "ConfigMap":
-        data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+        data: dict[str, Any] = doc["data"] if isinstance(doc.get("data"), dict) else {}
         keys = [k for k in (TRAINING_CONFIG_KEY, INFERENCE_CONFIG_KEY) if k in data]
         if not keys:
             return Result(source, index, kind, name, "skipped", note="no training/inference config in it")
@@ -169,7 +170,6 @@ def _validate_document(
         if owner is not None:
             # The referencing Workspace validates it with its method and preset; report once, there.
             return Result(source, index, kind, name, "valid", note=f"checked with Workspace/{owner}")
-        problems: list[Problem] = []
         for key in keys:
             prefix = f"data[{key}]"
             if key == TRAINING_CONFIG_KEY:
