@@ -222,3 +222,45 @@ def test_standalone_process(tmp_path: Path, workspace_crd: Path) -> None:
 
 def test_emulator_fixture_type(emulator: KubeApiEmulator) -> None:
     assert emulator.kubeconfig is not None and emulator.kubeconfig.exists()
+
+
+def test_apply_builtins_used_by_charts(kubectl: Kubectl) -> None:
+    """What the dev cluster applies from rendered charts: stored, re-applied with 3-way patches."""
+    dep = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ctl", "labels": {"app": "ctl"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "ctl"}}, "template": {
+            "metadata": {"labels": {"app": "ctl"}},
+            "spec": {"containers": [{"name": "main", "image": "ctl:1", "env": [{"name": "A", "value": "1"}]},
+                                    {"name": "side", "image": "side:1"}]}}}}
+    docs = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ctl"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "ctl"},
+         "rules": [{"apiGroups": ["kaito.sh"], "resources": ["workspaces"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "ctl"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ctl"},
+         "subjects": [{"kind": "ServiceAccount", "name": "ctl", "namespace": "default"}]},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ctl-metrics"},
+         "spec": {"selector": {"app": "ctl"}, "ports": [{"name": "metrics", "port": 8080}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": "ctl"}, "webhooks": []},
+        dep,
+    ]
+    out = kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
+    assert out.count("created") == len(docs)
+    dep["spec"]["template"]["spec"]["containers"] = [
+        {"name": "main", "image": "ctl:2", "env": [{"name": "A", "value": "1"}]}]
+    out = kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
+    assert "deployment.apps/ctl configured" in out and "clusterrole.rbac.authorization.k8s.io/ctl unchanged" in out
+    got = _get(kubectl, "deployment", "ctl")
+    assert [(c["name"], c["image"]) for c in got["spec"]["template"]["spec"]["containers"]] == [("main", "ctl:2")]
+    assert got["metadata"]["generation"] == 2
+    svc = _get(kubectl, "service", "ctl-metrics")
+    assert svc["spec"]["clusterIP"].startswith("10.96.") and svc["spec"]["ports"][0]["targetPort"] == 8080
+    assert "ctl" in kubectl.run("get", "deploy").stdout
+
+
+def test_client_side_apply_of_huge_crd_fails_like_real_server(kubectl: Kubectl, reference_crds: Path) -> None:
+    """RayCluster's CRD is too large for the last-applied annotation: real clusters need --server-side."""
+    res = kubectl.run("apply", "-f", str(reference_crds / "kuberay-v1.7.0_ray.io_rayclusters.yaml"), check=False,
+                      timeout=60)
+    assert res.returncode != 0 and "metadata.annotations: Too long" in res.stderr

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -34,12 +35,21 @@ class Dashboard:
                 return text
 
     async def submit_job(
-        self, submission_id: str, entrypoint: str, *, metadata: dict[str, str], runtime_env: dict[str, Any],
+        self,
+        submission_id: str,
+        entrypoint: str,
+        *,
+        metadata: dict[str, str],
+        runtime_env: dict[str, Any],
         attempts: int = 60,
     ) -> None:
         """Submit (retrying while the job agent is still starting, as KubeRay's submitter does)."""
-        body = {"entrypoint": entrypoint, "submission_id": submission_id, "metadata": metadata,
-                "runtime_env": runtime_env}
+        body = {
+            "entrypoint": entrypoint,
+            "submission_id": submission_id,
+            "metadata": metadata,
+            "runtime_env": runtime_env,
+        }
         last: Exception | None = None
         for _ in range(attempts):
             try:
@@ -63,10 +73,8 @@ class Dashboard:
             raise
 
     async def stop_job(self, submission_id: str) -> None:
-        try:
+        with contextlib.suppress(DashboardError):
             await self._call("POST", f"/api/jobs/{submission_id}/stop")
-        except DashboardError:
-            pass
 
     async def put_serve(self, config: dict[str, Any]) -> None:
         await self._call("PUT", "/api/serve/applications/", config)

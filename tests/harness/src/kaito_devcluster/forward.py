@@ -9,15 +9,25 @@ import aiohttp
 from aiohttp import web
 
 HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-    "transfer-encoding", "upgrade", "host", "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
 }
 
 
 class Forwarder:
     """`127.0.0.1:<port>` -> `target()` + the request path. `target` returns a base URL or None."""
 
-    def __init__(self, name: str, target: Callable[[], str | None], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, name: str, target: Callable[[], str | None], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.name = name
         self.target = target
         self.host = host

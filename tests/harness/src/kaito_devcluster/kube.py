@@ -54,7 +54,9 @@ class Ref:
     @classmethod
     def of(cls, obj: dict[str, Any], plural: str) -> Ref:
         meta = obj["metadata"]
-        return cls(obj["apiVersion"], obj["kind"], plural, meta.get("namespace", ""), meta["name"], meta["uid"])
+        return cls(
+            obj["apiVersion"], obj["kind"], plural, meta.get("namespace", ""), meta["name"], meta["uid"]
+        )
 
     @property
     def path(self) -> str:
@@ -90,7 +92,9 @@ class Kube:
     async def close(self) -> None:
         await self._session.close()
 
-    async def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+    async def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
         async with self._session.request(method, self.server + path, data=data, headers=headers) as resp:
@@ -153,7 +157,10 @@ class Kube:
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{ref.name}.{uuid.uuid4().hex[:16]}", "namespace": ref.namespace or "default"},
+            "metadata": {
+                "name": f"{ref.name}.{uuid.uuid4().hex[:16]}",
+                "namespace": ref.namespace or "default",
+            },
             "involvedObject": {
                 "apiVersion": ref.api_version,
                 "kind": ref.kind,

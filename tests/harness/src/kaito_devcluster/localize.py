@@ -50,11 +50,13 @@ def localize_tune_scaling(config: dict[str, Any], local_gpus: int) -> tuple[dict
     scaling = config.get("scaling") or {}
     notes: list[str] = []
     workers = int(scaling.get("num_workers", 1) or 1)
-    per_worker = float((scaling.get("resources_per_worker") or {}).get("GPU", 1 if scaling.get("use_gpu") else 0))
+    per_worker = float(
+        (scaling.get("resources_per_worker") or {}).get("GPU", 1 if scaling.get("use_gpu") else 0)
+    )
     if scaling.get("use_gpu") and local_gpus < workers * per_worker:
         notes.append(
-            f"tuning asks for {workers} worker(s) with {per_worker:g} GPU each; this machine has {local_gpus} "
-            "GPU(s): the workers run on CPU"
+            f"tuning asks for {workers} worker(s) with {per_worker:g} GPU each; "
+            f"this machine has {local_gpus} GPU(s): the workers run on CPU"
         )
         resources = {k: v for k, v in (scaling.get("resources_per_worker") or {}).items() if k != "GPU"}
         resources.setdefault("CPU", 1)
@@ -72,10 +74,14 @@ def local_route_prefix(namespace: str, name: str, route_prefix: str | None = "/"
     return base + rp
 
 
-def _cpu_actor_options(options: dict[str, Any], local_gpus: int, where: str, notes: list[str]) -> dict[str, Any]:
+def _cpu_actor_options(
+    options: dict[str, Any], local_gpus: int, where: str, notes: list[str]
+) -> dict[str, Any]:
     gpus = float(options.get("num_gpus", 0) or 0)
     if gpus and local_gpus < gpus:
-        notes.append(f"{where} asks for {gpus:g} GPU(s) per replica; this machine has {local_gpus}: runs on CPU")
+        notes.append(
+            f"{where} asks for {gpus:g} GPU(s) per replica; this machine has {local_gpus}: runs on CPU"
+        )
         options = {k: v for k, v in options.items() if k != "num_gpus"}
         options.setdefault("num_cpus", 1)
     return options

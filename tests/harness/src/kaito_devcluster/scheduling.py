@@ -154,7 +154,9 @@ def check_cluster(cluster_spec: dict[str, Any], nodes: list[dict[str, Any]]) -> 
             continue
         replicas = int(group.get("replicas", group.get("minReplicas", 0)) or 0)
         checks.append(
-            check_group(f"worker group {group.get('groupName', '?')}", group.get("template") or {}, replicas, nodes)
+            check_group(
+                f"worker group {group.get('groupName', '?')}", group.get("template") or {}, replicas, nodes
+            )
         )
     return checks
 

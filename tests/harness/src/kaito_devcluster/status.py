@@ -35,31 +35,77 @@ def cluster_status(state: str = "ready", reason: str = "") -> dict[str, Any]:
     return out
 
 
-def _condition(ctype: str, status: str, reason: str, message: str, now: str, generation: int,
-               previous: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _condition(
+    ctype: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: str,
+    generation: int,
+    previous: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
     old = next((c for c in previous or [] if c.get("type") == ctype), None)
-    ltt = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else now
-    return {"type": ctype, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": ltt, "observedGeneration": generation}
+    ltt = (
+        old["lastTransitionTime"]
+        if old and old.get("status") == status and old.get("lastTransitionTime")
+        else now
+    )
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": ltt,
+        "observedGeneration": generation,
+    }
 
 
-def service_conditions(*, ready: bool, upgrading: bool, now: str, generation: int,
-                       previous: list[dict[str, Any]] | None, message: str = "") -> list[dict[str, Any]]:
+def service_conditions(
+    *,
+    ready: bool,
+    upgrading: bool,
+    now: str,
+    generation: int,
+    previous: list[dict[str, Any]] | None,
+    message: str = "",
+) -> list[dict[str, Any]]:
     """`Ready` and `UpgradeInProgress` with KubeRay's reasons."""
     if ready:
-        ready_c = _condition("Ready", "True", "NonZeroServeEndpoints",
-                             "Number of serve endpoints is greater than 0", now, generation, previous)
+        ready_c = _condition(
+            "Ready",
+            "True",
+            "NonZeroServeEndpoints",
+            "Number of serve endpoints is greater than 0",
+            now,
+            generation,
+            previous,
+        )
     else:
         was_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in previous or [])
         reason = "ZeroServeEndpoints" if was_ready else "Initializing"
-        ready_c = _condition("Ready", "False", reason, message or "RayService is initializing", now, generation,
-                             previous)
+        ready_c = _condition(
+            "Ready", "False", reason, message or "RayService is initializing", now, generation, previous
+        )
     if upgrading:
-        up = _condition("UpgradeInProgress", "True", "BothActivePendingClustersExist",
-                        "Both active and pending Ray clusters exist", now, generation, previous)
+        up = _condition(
+            "UpgradeInProgress",
+            "True",
+            "BothActivePendingClustersExist",
+            "Both active and pending Ray clusters exist",
+            now,
+            generation,
+            previous,
+        )
     else:
-        up = _condition("UpgradeInProgress", "False", "NoPendingCluster",
-                        "No pending Ray cluster found", now, generation, previous)
+        up = _condition(
+            "UpgradeInProgress",
+            "False",
+            "NoPendingCluster",
+            "No pending Ray cluster found",
+            now,
+            generation,
+            previous,
+        )
     return [ready_c, up]
 
 

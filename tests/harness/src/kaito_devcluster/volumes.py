@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kaito_workspace.local.localize import rewrite_paths
 
 from kaito_devcluster.kube import Kube, object_path
+from kaito_workspace.local.localize import rewrite_paths
 
 #: Paths private to each container: rewritten to a per-object directory.
 PRIVATE_PATHS = ("/tmp",)
@@ -64,7 +64,9 @@ def mount_table(templates: list[dict[str, Any]]) -> tuple[list[Mount], list[str]
             for vm in container.get("volumeMounts") or []:
                 volume = volumes.get(vm.get("name"))
                 if volume is None:
-                    problems.append(f"container {container.get('name')}: volumeMount {vm.get('name')!r} has no volume")
+                    problems.append(
+                        f"container {container.get('name')}: volumeMount {vm.get('name')!r} has no volume"
+                    )
                     continue
                 mount = Mount(vm["mountPath"], volume, bool(vm.get("readOnly")), vm.get("subPath") or "")
                 old = by_path.get(mount.mount_path)
@@ -199,7 +201,9 @@ class Materializer:
             source = item.get("valueFrom") or {}
             if "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
-                value = await self._key(object_path("v1", "secrets", self.namespace, ref["name"]), ref["key"], True)
+                value = await self._key(
+                    object_path("v1", "secrets", self.namespace, ref["name"]), ref["key"], True
+                )
                 if value is None:
                     if ref.get("optional"):
                         continue
@@ -208,7 +212,9 @@ class Materializer:
                 out.secret_env.add(name)
             elif "configMapKeyRef" in source:
                 ref = source["configMapKeyRef"]
-                value = await self._key(object_path("v1", "configmaps", self.namespace, ref["name"]), ref["key"], False)
+                value = await self._key(
+                    object_path("v1", "configmaps", self.namespace, ref["name"]), ref["key"], False
+                )
                 if value is None:
                     if ref.get("optional"):
                         continue

@@ -59,6 +59,9 @@ def _qualified_name_ok(key: str) -> bool:
     return bool(name) and len(name) <= 63 and bool(_QNAME.match(name))
 
 
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
+
+
 def validate_meta(info: ResourceInfo, obj: Obj) -> list[FieldError]:
     md = obj.get("metadata") or {}
     errs: list[FieldError] = []
@@ -73,6 +76,19 @@ def validate_meta(info: ResourceInfo, obj: Obj) -> list[FieldError]:
         raise ApiError(400, "metadata.name must be a string")
     else:
         errs.extend(_name_errors(name, info.name_rule, "metadata.name"))
+    annotations = md.get("annotations")
+    if isinstance(annotations, dict):
+        total = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+        if total > TOTAL_ANNOTATION_SIZE_LIMIT:
+            # The real server's limit: why `kubectl apply` (client-side) of very large CRDs fails and
+            # `kubectl apply --server-side` is needed for them.
+            errs.append(
+                FieldError(
+                    "metadata.annotations",
+                    "FieldValueTooLong",
+                    f"Too long: may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes",
+                )
+            )
     for fld in ("labels", "annotations"):
         vals = md.get(fld)
         if vals is None:

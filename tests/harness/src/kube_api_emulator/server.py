@@ -8,9 +8,9 @@ from . import jsoncopy as copy
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from aiohttp import web
@@ -25,6 +25,7 @@ from .selectors import parse_field_selector, parse_label_selector
 from .store import Event, TooOld
 
 log = logging.getLogger("kube_api_emulator")
+T = TypeVar("T")
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 JSON = "application/json"
@@ -100,6 +101,7 @@ class KubeApiEmulator:
         self.cluster = Cluster(history_limit=history_limit)
         self.bookmark_interval = bookmark_interval
         self.kubeconfig: Path | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by in_thread
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None  # created on the running loop
         self._watch_tasks: set[asyncio.Task[Any]] = set()
@@ -168,6 +170,18 @@ class KubeApiEmulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` on the emulator's event loop (thread-safe access to `self.cluster`
+        for an emulator started with `in_thread`), and return its result."""
+        loop = self.loop
+        if loop is None:
+            return fn(*args, **kwargs)
+
+        async def run() -> T:
+            return fn(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(30)
+
     @classmethod
     @contextlib.contextmanager
     def in_thread(
@@ -195,7 +209,7 @@ class KubeApiEmulator:
         started.wait(30)
         if error:
             raise error[0]
-        emu.loop = loop  # type: ignore[attr-defined]
+        emu.loop = loop
         try:
             if kubeconfig is not None:
                 emu.write_kubeconfig(kubeconfig)
