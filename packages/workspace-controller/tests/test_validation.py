@@ -108,9 +108,12 @@ def test_all_problems_are_reported_at_once():
     assert all(p.message and p.hint for p in problems)
 
 
-def test_raw_documents_report_unknown_fields_and_type_errors():
-    assert paths(make(TUNING, tuning__inputs={"urls": []})) == ["tuning.inputs"]
+def test_unknown_fields_and_type_errors_are_reported():
+    typo = make(TUNING, tuning__inputs={"urls": []})
+    assert paths(typo) == ["tuning.inputs"]
+    assert [p.path for p in validate_workspace(Workspace.from_dict(typo))] == ["tuning.inputs"]
     assert paths(make(TUNING, resource__count="two")) == ["resource.count"]
+    assert paths(make(TUNING, apiVersion="kaito.sh/v1")) == ["apiVersion"]
 
 
 # ------------------------------------------------------------------------------------------ metadata

@@ -739,14 +739,18 @@ def validate_workspace(
 ) -> list[Problem]:
     """Every problem in a Workspace (empty list = valid).
 
-    ws: a parsed Workspace or the raw document (then type errors and unknown fields are reported too).
+    ws: a parsed Workspace or the raw document (a document's type errors are reported too; unknown
+    fields are reported either way).
     old: the stored object on update (immutability rules). local: the user's own machine (loopback
     URLs and hostPath volumes allowed). presets: the catalog (default: the packaged one).
     config_maps: ConfigMap `data` by name; a referenced config found here is validated too.
     """
     catalog = presets or load_catalog()
     problems: list[Problem] = []
-    if not isinstance(ws, Workspace):
+    if isinstance(ws, Workspace):
+        # A parsed object keeps unknown fields too (they are reported, never silently dropped).
+        _, problems = parse_workspace(ws.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    else:
         parsed, problems = parse_workspace(dict(ws))
         if parsed is None:
             return problems
