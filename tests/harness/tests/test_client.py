@@ -45,11 +45,18 @@ def co(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-def http(emu: KubeApiEmulator, method: str, path: str, body: Any = None, content_type: str = "application/json",
-         accept: str = "application/json") -> tuple[int, Any, Any]:
+def http(
+    emu: KubeApiEmulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str = "application/json",
+    accept: str = "application/json",
+) -> tuple[int, Any, Any]:
     data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(emu.url + path, data=data, method=method,
-                                 headers={"Content-Type": content_type, "Accept": accept})
+    req = urllib.request.Request(
+        emu.url + path, data=data, method=method, headers={"Content-Type": content_type, "Accept": accept}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             raw = r.read()
@@ -63,11 +70,18 @@ def status_of(e: ApiException) -> dict[str, Any]:
 
 
 def widget(name: str, size: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{G}/{V}", "kind": "Widget", "metadata": {"name": name, **extra}, "spec": {"size": size}}
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Widget",
+        "metadata": {"name": name, **extra},
+        "spec": {"size": size},
+    }
 
 
 def test_metadata_semantics(core: client.CoreV1Api) -> None:
-    a = core.create_namespaced_config_map("default", {"metadata": {"generateName": "gen-"}, "data": {"k": "v"}})
+    a = core.create_namespaced_config_map(
+        "default", {"metadata": {"generateName": "gen-"}, "data": {"k": "v"}}
+    )
     assert a.metadata.name.startswith("gen-") and len(a.metadata.name) == 9
     assert a.metadata.uid and a.metadata.creation_timestamp
     b = core.create_namespaced_secret("default", {"metadata": {"name": "s1"}, "stringData": {"p": "x"}})
@@ -116,12 +130,18 @@ def test_update_conflict_and_generation(co: client.CustomObjectsApi) -> None:
 def test_json_patch_test_failure_is_422(emu: KubeApiEmulator, co: client.CustomObjectsApi) -> None:
     w = co.create_namespaced_custom_object(G, V, "default", P, widget("jp"))
     rv = w["metadata"]["resourceVersion"]
-    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
-           {"op": "add", "path": "/metadata/finalizers", "value": ["x/y"]}]
-    code, body, _ = http(emu, "PATCH", f"/apis/{G}/{V}/namespaces/default/{P}/jp", ops, "application/json-patch+json")
+    ops = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "1"},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["x/y"]},
+    ]
+    code, body, _ = http(
+        emu, "PATCH", f"/apis/{G}/{V}/namespaces/default/{P}/jp", ops, "application/json-patch+json"
+    )
     assert code == 422 and body["kind"] == "Status"
     ops[0]["value"] = rv
-    code, body, _ = http(emu, "PATCH", f"/apis/{G}/{V}/namespaces/default/{P}/jp", ops, "application/json-patch+json")
+    code, body, _ = http(
+        emu, "PATCH", f"/apis/{G}/{V}/namespaces/default/{P}/jp", ops, "application/json-patch+json"
+    )
     assert code == 200 and body["metadata"]["finalizers"] == ["x/y"]
 
 
@@ -138,17 +158,31 @@ def test_schema_validation_defaults_and_pruning(emu: KubeApiEmulator, co: client
     assert fields["spec.items[2]"]["reason"] == "FieldValueDuplicate"
     assert st["message"].startswith('Widget.test.example.com "bad" is invalid: [')
     ok = widget("good")
-    ok["spec"].update({"port": "http", "note": None, "extra": {"any": {"thing": 1}}, "tags": {"a": "b"},
-                       "items": [{"name": "a"}], "unknown": 1})
+    ok["spec"].update(
+        {
+            "port": "http",
+            "note": None,
+            "extra": {"any": {"thing": 1}},
+            "tags": {"a": "b"},
+            "items": [{"name": "a"}],
+            "unknown": 1,
+        }
+    )
     ok["status"] = {"phase": "ignored on create"}
     code, body, headers = http(emu, "POST", f"/apis/{G}/{V}/namespaces/default/{P}", ok)
     assert code == 201
     assert body["spec"]["items"] == [{"name": "a", "value": "v"}]  # default inside a list item
     assert body["spec"]["note"] is None and body["spec"]["extra"] == {"any": {"thing": 1}}
     assert "unknown" not in body["spec"] and "status" not in body
-    assert 'unknown field \\"spec.unknown\\"' in headers.get("Warning", "") or "spec.unknown" in headers.get("Warning", "")
-    code, body, _ = http(emu, "POST", f"/apis/{G}/{V}/namespaces/default/{P}?fieldValidation=Strict",
-                         {**ok, "metadata": {"name": "strict"}})
+    assert 'unknown field \\"spec.unknown\\"' in headers.get("Warning", "") or "spec.unknown" in headers.get(
+        "Warning", ""
+    )
+    code, body, _ = http(
+        emu,
+        "POST",
+        f"/apis/{G}/{V}/namespaces/default/{P}?fieldValidation=Strict",
+        {**ok, "metadata": {"name": "strict"}},
+    )
     assert code == 400 and 'unknown field "spec.unknown"' in body["message"]
     port = widget("port")
     port["spec"]["port"] = 8080
@@ -162,8 +196,19 @@ def test_schema_validation_defaults_and_pruning(emu: KubeApiEmulator, co: client
 
 def test_selectors_and_pagination(core: client.CoreV1Api) -> None:
     for i in range(5):
-        core.create_namespaced_config_map("default", {"metadata": {"name": f"sel-{i}", "labels": {
-            "app": "sel", "tier": ["a", "b", "c"][i % 3], **({"extra": "1"} if i == 0 else {})}}})
+        core.create_namespaced_config_map(
+            "default",
+            {
+                "metadata": {
+                    "name": f"sel-{i}",
+                    "labels": {
+                        "app": "sel",
+                        "tier": ["a", "b", "c"][i % 3],
+                        **({"extra": "1"} if i == 0 else {}),
+                    },
+                }
+            },
+        )
 
     def names(**kw: Any) -> list[str]:
         return [c.metadata.name for c in core.list_namespaced_config_map("default", **kw).items]
@@ -175,8 +220,9 @@ def test_selectors_and_pagination(core: client.CoreV1Api) -> None:
     assert names(label_selector="app=sel,extra") == ["sel-0"]
     assert names(label_selector="app=sel,!extra") == ["sel-1", "sel-2", "sel-3", "sel-4"]
     assert names(field_selector="metadata.name=sel-2") == ["sel-2"]
-    assert names(label_selector="app=sel", field_selector="metadata.namespace=default,metadata.name!=sel-2") == [
-        "sel-0", "sel-1", "sel-3", "sel-4"]
+    assert names(
+        label_selector="app=sel", field_selector="metadata.namespace=default,metadata.name!=sel-2"
+    ) == ["sel-0", "sel-1", "sel-3", "sel-4"]
     with pytest.raises(ApiException) as e:
         names(field_selector="spec.bogus=1")
     assert e.value.status == 400
@@ -189,11 +235,19 @@ def test_selectors_and_pagination(core: client.CoreV1Api) -> None:
             break
     assert got == [f"sel-{i}" for i in range(5)]
     core.create_node({"metadata": {"name": "n1"}, "spec": {"providerID": "azure:///x/1"}})
-    core.create_namespaced_pod("default", {"metadata": {"name": "p-on-n1"}, "spec": {
-        "nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}})
-    assert [n.metadata.name for n in core.list_node(field_selector="spec.providerID=azure:///x/1").items] == ["n1"]
-    assert [p.metadata.name for p in core.list_pod_for_all_namespaces(field_selector="spec.nodeName=n1").items] == [
-        "p-on-n1"]
+    core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "p-on-n1"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+        },
+    )
+    assert [n.metadata.name for n in core.list_node(field_selector="spec.providerID=azure:///x/1").items] == [
+        "n1"
+    ]
+    assert [
+        p.metadata.name for p in core.list_pod_for_all_namespaces(field_selector="spec.nodeName=n1").items
+    ] == ["p-on-n1"]
 
 
 def test_watch_from_resource_version(core: client.CoreV1Api) -> None:
@@ -202,8 +256,16 @@ def test_watch_from_resource_version(core: client.CoreV1Api) -> None:
     core.patch_namespaced_config_map("w-a", "default", {"data": {"x": "1"}})
     core.delete_namespaced_config_map("w-a", "default")
     core.create_namespaced_config_map("default", {"metadata": {"name": "w-other"}})
-    events = [(ev["type"], ev["object"].metadata.name) for ev in watch.Watch().stream(
-        core.list_namespaced_config_map, "default", label_selector="w=1", resource_version=start, timeout_seconds=1)]
+    events = [
+        (ev["type"], ev["object"].metadata.name)
+        for ev in watch.Watch().stream(
+            core.list_namespaced_config_map,
+            "default",
+            label_selector="w=1",
+            resource_version=start,
+            timeout_seconds=1,
+        )
+    ]
     assert events == [("ADDED", "w-a"), ("MODIFIED", "w-a"), ("DELETED", "w-a")]
 
 
@@ -215,19 +277,29 @@ def test_watch_too_old_is_gone(tmp_path: Path) -> None:
         for i in range(5):
             core.create_namespaced_config_map("default", {"metadata": {"name": f"o{i}"}})
         with pytest.raises(ApiException) as e:
-            list(watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=1))
+            list(
+                watch.Watch().stream(
+                    core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=1
+                )
+            )
         assert e.value.status == 410
-        code, body, _ = http(small, "GET", f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}")
+        _, body, _ = http(small, "GET", f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}")
         first = json.loads(body.splitlines()[0])
-        assert first["type"] == "ERROR" and first["object"]["code"] == 410 and first["object"]["reason"] == "Expired"
+        assert (
+            first["type"] == "ERROR"
+            and first["object"]["code"] == 410
+            and first["object"]["reason"] == "Expired"
+        )
         c.close()
 
 
 def test_watch_list_initial_events_and_bookmark(emu: KubeApiEmulator, core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map("default", {"metadata": {"name": "wl", "labels": {"wl": "1"}}})
-    q = ("watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
-         "&timeoutSeconds=1&labelSelector=wl%3D1")
-    code, body, _ = http(emu, "GET", f"/api/v1/namespaces/default/configmaps?{q}")
+    q = (
+        "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+        "&timeoutSeconds=1&labelSelector=wl%3D1"
+    )
+    _, body, _ = http(emu, "GET", f"/api/v1/namespaces/default/configmaps?{q}")
     evs = [json.loads(line) for line in body.splitlines()]
     assert [e["type"] for e in evs] == ["ADDED", "BOOKMARK"]
     assert evs[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
@@ -235,21 +307,45 @@ def test_watch_list_initial_events_and_bookmark(emu: KubeApiEmulator, core: clie
 
 def test_strategic_merge_patch_builtins(core: client.CoreV1Api, api: client.ApiClient) -> None:
     apps = client.AppsV1Api(api)
-    dep = {"metadata": {"name": "d", "finalizers": ["a/one"]}, "spec": {
-        "selector": {"matchLabels": {"app": "d"}},
-        "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [
-            {"name": "main", "image": "main:1", "env": [{"name": "A", "value": "1"}]},
-            {"name": "side", "image": "side:1"}]}}}}
+    dep = {
+        "metadata": {"name": "d", "finalizers": ["a/one"]},
+        "spec": {
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {
+                "metadata": {"labels": {"app": "d"}},
+                "spec": {
+                    "containers": [
+                        {"name": "main", "image": "main:1", "env": [{"name": "A", "value": "1"}]},
+                        {"name": "side", "image": "side:1"},
+                    ]
+                },
+            },
+        },
+    }
     apps.create_namespaced_deployment("default", dep)
-    patch = {"metadata": {"finalizers": ["b/two"]}, "spec": {"template": {"spec": {"containers": [
-        {"name": "main", "image": "main:2", "env": [{"name": "B", "value": "2"}]}]}}}}
+    patch = {
+        "metadata": {"finalizers": ["b/two"]},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"name": "main", "image": "main:2", "env": [{"name": "B", "value": "2"}]}]
+                }
+            }
+        },
+    }
     got = apps.patch_namespaced_deployment("d", "default", patch)  # the client sends strategic merge
     cs = {c.name: c for c in got.spec.template.spec.containers}
     assert cs["main"].image == "main:2" and cs["side"].image == "side:1"
     assert [e.name for e in cs["main"].env] == ["A", "B"]
     assert got.metadata.finalizers == ["a/one", "b/two"]
-    got = apps.patch_namespaced_deployment("d", "default", {"spec": {"template": {"spec": {"containers": [
-        {"name": "side", "$patch": "delete"}]}}}, "metadata": {"$deleteFromPrimitiveList/finalizers": ["a/one"]}})
+    got = apps.patch_namespaced_deployment(
+        "d",
+        "default",
+        {
+            "spec": {"template": {"spec": {"containers": [{"name": "side", "$patch": "delete"}]}}},
+            "metadata": {"$deleteFromPrimitiveList/finalizers": ["a/one"]},
+        },
+    )
     assert [c.name for c in got.spec.template.spec.containers] == ["main"]
     assert got.metadata.finalizers == ["b/two"]
 
@@ -260,29 +356,59 @@ def test_server_side_apply(emu: KubeApiEmulator) -> None:
     code, body, _ = http(emu, "PATCH", path, doc.encode(), "application/apply-patch+yaml")
     assert code == 201 and body["data"] == {"a": "1", "b": "2"}
     assert body["metadata"]["managedFields"][0]["manager"] == "tester"
-    code, body, _ = http(emu, "PATCH", "/api/v1/namespaces/default/configmaps/ssa1",
-                         {"data": {"c": "3"}}, "application/merge-patch+json")
-    code, body, _ = http(emu, "PATCH", path, doc.replace("  b: '2'\n", "").encode(), "application/apply-patch+yaml")
+    code, body, _ = http(
+        emu,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/ssa1",
+        {"data": {"c": "3"}},
+        "application/merge-patch+json",
+    )
+    code, body, _ = http(
+        emu, "PATCH", path, doc.replace("  b: '2'\n", "").encode(), "application/apply-patch+yaml"
+    )
     assert code == 200 and body["data"] == {"a": "1", "c": "3"}  # b dropped by its manager; c kept
-    code, body, _ = http(emu, "PATCH", "/api/v1/namespaces/default/configmaps/ssa1", doc.encode(),
-                         "application/apply-patch+yaml")
+    code, body, _ = http(
+        emu,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/ssa1",
+        doc.encode(),
+        "application/apply-patch+yaml",
+    )
     assert code == 422 and "fieldManager" in body["message"]
 
 
 def test_status_subresource_isolation(co: client.CustomObjectsApi) -> None:
     co.create_namespaced_custom_object(G, V, "default", P, widget("st"))
-    w = co.patch_namespaced_custom_object_status(G, V, "default", P, "st", {"status": {"phase": "A"}, "spec": {"size": 9}})
+    w = co.patch_namespaced_custom_object_status(
+        G, V, "default", P, "st", {"status": {"phase": "A"}, "spec": {"size": 9}}
+    )
     assert w["spec"]["size"] == 1 and w["status"]["phase"] == "A"
-    w = co.patch_namespaced_custom_object(G, V, "default", P, "st", {"status": {"phase": "B"}, "spec": {"size": 2}})
+    w = co.patch_namespaced_custom_object(
+        G, V, "default", P, "st", {"status": {"phase": "B"}, "spec": {"size": 2}}
+    )
     assert w["spec"]["size"] == 2 and w["status"]["phase"] == "A"
 
 
 def test_garbage_collection(core: client.CoreV1Api) -> None:
     def owned(name: str, owner: Any, finalizers: list[str] | None = None) -> None:
-        core.create_namespaced_config_map("default", {"metadata": {
-            "name": name, "finalizers": finalizers or [],
-            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name,
-                                 "uid": owner.metadata.uid, "blockOwnerDeletion": True}]}})
+        core.create_namespaced_config_map(
+            "default",
+            {
+                "metadata": {
+                    "name": name,
+                    "finalizers": finalizers or [],
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "ConfigMap",
+                            "name": owner.metadata.name,
+                            "uid": owner.metadata.uid,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                }
+            },
+        )
 
     def exists(name: str) -> bool:
         try:
@@ -312,7 +438,9 @@ def test_garbage_collection(core: client.CoreV1Api) -> None:
     core.patch_namespaced_config_map("gc-fg-child", "default", {"metadata": {"finalizers": None}})
     wait_for(lambda: not exists("gc-fg") and not exists("gc-fg-child"), what="foreground deletion")
 
-    ghost = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="ghost", uid="00000000-dead-beef-0000-000000000000"))
+    ghost = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="ghost", uid="00000000-dead-beef-0000-000000000000")
+    )
     owned("gc-ghost-child", ghost)
     wait_for(lambda: not exists("gc-ghost-child"), what="GC of a dependent whose owner does not exist")
 
@@ -326,7 +454,9 @@ def test_namespace_deletion(core: client.CoreV1Api) -> None:
     with pytest.raises(ApiException) as e:
         core.create_namespaced_config_map("doomed", {"metadata": {"name": "late"}})
     assert e.value.status == 403
-    core.patch_namespaced_config_map("held", "default" if False else "doomed", {"metadata": {"finalizers": None}})
+    core.patch_namespaced_config_map(
+        "held", "default" if False else "doomed", {"metadata": {"finalizers": None}}
+    )
     with pytest.raises(ApiException) as e:
         core.read_namespace("doomed")
     assert e.value.status == 404
@@ -334,16 +464,36 @@ def test_namespace_deletion(core: client.CoreV1Api) -> None:
 
 def test_tables_and_media_types(emu: KubeApiEmulator, co: client.CustomObjectsApi) -> None:
     co.create_namespaced_custom_object(G, V, "default", P, widget("tbl", size=4))
-    co.patch_namespaced_custom_object_status(G, V, "default", P, "tbl", {"status": {
-        "phase": "Ready", "conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}})
-    code, body, _ = http(emu, "GET", f"/apis/{G}/{V}/namespaces/default/{P}/tbl",
-                         accept="application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+    co.patch_namespaced_custom_object_status(
+        G,
+        V,
+        "default",
+        P,
+        "tbl",
+        {
+            "status": {
+                "phase": "Ready",
+                "conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}],
+            }
+        },
+    )
+    code, body, _ = http(
+        emu,
+        "GET",
+        f"/apis/{G}/{V}/namespaces/default/{P}/tbl",
+        accept="application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    )
     assert code == 200 and body["kind"] == "Table"
     assert [c["name"] for c in body["columnDefinitions"]] == ["Name", "Size", "Phase", "Ready", "Age"]
     assert body["rows"][0]["cells"][:4] == ["tbl", 4, "Ready", "True"]
     assert body["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
-    code, body, _ = http(emu, "POST", "/api/v1/namespaces/default/configmaps", b"\x6b\x38\x73\x00",
-                         content_type="application/vnd.kubernetes.protobuf")
+    code, body, _ = http(
+        emu,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        b"\x6b\x38\x73\x00",
+        content_type="application/vnd.kubernetes.protobuf",
+    )
     assert code == 415 and "application/vnd.kubernetes.protobuf" in body["message"]
     code, body, _ = http(emu, "GET", "/api/v1/namespaces", accept="application/vnd.kubernetes.protobuf")
     assert code == 406
@@ -362,26 +512,39 @@ def test_discovery(emu: KubeApiEmulator) -> None:
     assert "widgets/status" in by_name and "watch" in by_name["widgets"]["verbs"]
     _, core_res, _ = http(emu, "GET", "/api/v1")
     assert {"pods", "pods/status", "nodes", "services", "secrets", "events", "namespaces"} <= {
-        r["name"] for r in core_res["resources"]}
+        r["name"] for r in core_res["resources"]
+    }
     _, idx, _ = http(emu, "GET", "/openapi/v3")
     url = idx["paths"][f"apis/{G}/{V}"]["serverRelativeURL"]
     _, doc, _ = http(emu, "GET", url)
-    assert any(s.get("x-kubernetes-group-version-kind") == [{"group": G, "version": V, "kind": "Widget"}]
-               for s in doc["components"]["schemas"].values())
+    assert any(
+        s.get("x-kubernetes-group-version-kind") == [{"group": G, "version": V, "kind": "Widget"}]
+        for s in doc["components"]["schemas"].values()
+    )
 
 
-def test_crd_deletion_removes_resources(emu: KubeApiEmulator, co: client.CustomObjectsApi, api: client.ApiClient) -> None:
+def test_crd_deletion_removes_resources(
+    emu: KubeApiEmulator, co: client.CustomObjectsApi, api: client.ApiClient
+) -> None:
     ext = client.ApiextensionsV1Api(api)
     crd = ext.read_custom_resource_definition("widgets.test.example.com")
-    assert {c.type: c.status for c in crd.status.conditions} == {"NamesAccepted": "True", "Established": "True"}
+    assert {c.type: c.status for c in crd.status.conditions} == {
+        "NamesAccepted": "True",
+        "Established": "True",
+    }
     import yaml
 
     doc = yaml.safe_load((DATA / "widgets-crd.yaml").read_text())
     doc["metadata"]["name"] = "gizmos.test.example.com"
     doc["spec"]["names"] = {"plural": "gizmos", "kind": "Gizmo"}
     ext.create_custom_resource_definition(doc)
-    co.create_namespaced_custom_object(G, V, "default", "gizmos", {"apiVersion": f"{G}/{V}", "kind": "Gizmo",
-                                                                     "metadata": {"name": "g"}, "spec": {"size": 1}})
+    co.create_namespaced_custom_object(
+        G,
+        V,
+        "default",
+        "gizmos",
+        {"apiVersion": f"{G}/{V}", "kind": "Gizmo", "metadata": {"name": "g"}, "spec": {"size": 1}},
+    )
     ext.delete_custom_resource_definition("gizmos.test.example.com")
     code, _, _ = http(emu, "GET", f"/apis/{G}/{V}/namespaces/default/gizmos/g")
     assert code == 404

@@ -6,8 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,28 @@ G, V, P = "test.example.com", "v1", "widgets"
 
 
 @pytest.fixture(scope="module")
-def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KubeApiEmulator, Path, client.ApiClient]]:
+def operator(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[KubeApiEmulator, Path, client.ApiClient]]:
     tmp = tmp_path_factory.mktemp("kopf")
     with KubeApiEmulator.in_thread(crds=[DATA / "widgets-crd.yaml"], kubeconfig=tmp / "kubeconfig") as emu:
         env = {**os.environ, "KUBECONFIG": str(tmp / "kubeconfig"), "KOPF_TEST_MARKERS": str(tmp)}
         log = open(tmp / "kopf.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", "default", "--verbose",
-             str(DATA / "kopf_operator.py")],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                "--namespace",
+                "default",
+                "--verbose",
+                str(DATA / "kopf_operator.py"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         api = config.new_client_from_config(str(tmp / "kubeconfig"))
         try:
@@ -45,20 +57,33 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KubeApi
                 proc.wait()
             log.close()
             api.close()
-            errors = [ln for ln in (tmp / "kopf.log").read_text().splitlines() if " ERROR " in ln or "Traceback" in ln]
+            errors = [
+                ln
+                for ln in (tmp / "kopf.log").read_text().splitlines()
+                if " ERROR " in ln or "Traceback" in ln
+            ]
             assert not errors, "kopf logged errors:\n" + "\n".join(errors)
 
 
-def test_kopf_handlers_timer_status_and_finalizer(operator: tuple[KubeApiEmulator, Path, client.ApiClient]) -> None:
-    emu, tmp, api = operator
+def test_kopf_handlers_timer_status_and_finalizer(
+    operator: tuple[KubeApiEmulator, Path, client.ApiClient],
+) -> None:
+    _, tmp, api = operator
     co = client.CustomObjectsApi(api)
-    co.create_namespaced_custom_object(G, V, "default", P, {
-        "apiVersion": f"{G}/{V}", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 1}})
+    co.create_namespaced_custom_object(
+        G,
+        V,
+        "default",
+        P,
+        {"apiVersion": f"{G}/{V}", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 1}},
+    )
 
     def get() -> dict[str, Any]:
         return co.get_namespaced_custom_object(G, V, "default", P, "w1")
 
-    obj = wait_for(lambda: (o := get()).get("status", {}).get("phase") == "Created" and o, what="create handler")
+    obj = wait_for(
+        lambda: (o := get()).get("status", {}).get("phase") == "Created" and o, what="create handler"
+    )
     assert obj["status"]["created"] == {"message": "hello w1"}
     assert "test.example.com/kopf-finalizer" in obj["metadata"]["finalizers"]
     assert obj["spec"]["color"] == "red"  # schema default

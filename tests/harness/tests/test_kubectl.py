@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from kube_api_emulator import KubeApiEmulator
 from kube_api_emulator.testing import Kubectl
 
 DATA = Path(__file__).parent / "data"
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fine-tuning" / "kaito_workspace_tuning_phi_3.yaml"
+EXAMPLE = (
+    Path(__file__).resolve().parents[3] / "examples" / "fine-tuning" / "kaito_workspace_tuning_phi_3.yaml"
+)
 # Kaito's quick-start tuning example (used only if the project's example file is absent).
 EXAMPLE_INLINE = """\
 apiVersion: kaito.sh/v1alpha1
@@ -83,17 +86,44 @@ def test_apply_patch_and_server_side(kubectl: Kubectl) -> None:
 
 
 def test_label_patch_replace(kubectl: Kubectl, tmp_path: Path) -> None:
-    kubectl.run("apply", "-f", "-", input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: lp\nspec:\n  size: 1\n")
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: lp\nspec:\n  size: 1\n",
+    )
     kubectl.run("label", "widget", "lp", "tier=gold")
-    assert kubectl.run("get", "widgets", "-l", "tier=gold", "-o", "name").stdout.strip() == "widget.test.example.com/lp"
+    assert (
+        kubectl.run("get", "widgets", "-l", "tier=gold", "-o", "name").stdout.strip()
+        == "widget.test.example.com/lp"
+    )
     assert kubectl.run("get", "widgets", "-l", "tier!=gold", "-o", "name").stdout.strip() == ""
     kubectl.run("patch", "widget", "lp", "--type", "merge", "-p", '{"spec":{"size":2}}')
-    kubectl.run("patch", "widget", "lp", "--type", "json", "-p", '[{"op":"replace","path":"/spec/size","value":3}]')
-    bad = kubectl.run("patch", "widget", "lp", "--type", "json",
-                      "-p", '[{"op":"test","path":"/spec/size","value":99}]', check=False)
+    kubectl.run(
+        "patch", "widget", "lp", "--type", "json", "-p", '[{"op":"replace","path":"/spec/size","value":3}]'
+    )
+    bad = kubectl.run(
+        "patch",
+        "widget",
+        "lp",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"test","path":"/spec/size","value":99}]',
+        check=False,
+    )
     assert bad.returncode != 0
-    kubectl.run("patch", "widget", "lp", "--subresource", "status", "--type", "merge",
-                "-p", '{"status":{"phase":"Running"}}')
+    kubectl.run(
+        "patch",
+        "widget",
+        "lp",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        '{"status":{"phase":"Running"}}',
+    )
     w = _get(kubectl, "widget", "lp")
     assert w["spec"]["size"] == 3 and w["status"]["phase"] == "Running"
     assert w["metadata"]["generation"] == 3  # two spec changes; label and status do not count
@@ -114,46 +144,82 @@ def test_label_patch_replace(kubectl: Kubectl, tmp_path: Path) -> None:
 
 
 def test_invalid_object_rejected_with_field_paths(kubectl: Kubectl) -> None:
-    bad = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  size: -1\n  color: pink\n"
+    bad = (
+        "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: bad\n"
+        "spec:\n  size: -1\n  color: pink\n"
+    )
     res = kubectl.run("apply", "-f", "-", input=bad, check=False)
     assert res.returncode != 0
     assert 'The Widget "bad" is invalid' in res.stderr
     assert "spec.size" in res.stderr and 'spec.color: Unsupported value: "pink"' in res.stderr
-    res = kubectl.run("apply", "-f", "-", input=bad.replace("  size: -1\n  color: pink\n", "  size: 1\n  bogus: 1\n"),
-                      check=False)
+    res = kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input=bad.replace("  size: -1\n  color: pink\n", "  size: 1\n  bogus: 1\n"),
+        check=False,
+    )
     assert res.returncode != 0 and 'unknown field "spec.bogus"' in res.stderr  # kubectl validates strictly
 
 
 def test_delete_waits_for_finalizer(kubectl: Kubectl) -> None:
-    kubectl.run("apply", "-f", "-", input=(
-        "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: fin\n  finalizers: [test.example.com/hold]\n"
-        "spec:\n  size: 1\n"))
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input=(
+            "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: fin\n"
+            "  finalizers: [test.example.com/hold]\n"
+            "spec:\n  size: 1\n"
+        ),
+    )
     proc = kubectl.popen("delete", "widget", "fin", "--timeout=20s")
     deadline = time.monotonic() + 10
     while not _get(kubectl, "widget", "fin")["metadata"].get("deletionTimestamp"):
         assert time.monotonic() < deadline, "deletionTimestamp never set"
         time.sleep(0.1)
     assert proc.poll() is None  # kubectl is waiting for the finalizer
-    kubectl.run("patch", "widget", "fin", "--type", "json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
+    kubectl.run(
+        "patch", "widget", "fin", "--type", "json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]'
+    )
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
-    assert 'deleted' in out
+    assert "deleted" in out
     assert kubectl.run("get", "widget", "fin", check=False).returncode != 0
 
 
 def test_wait_for_condition(kubectl: Kubectl) -> None:
-    kubectl.run("apply", "-f", "-", input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: wt\nspec:\n  size: 1\n")
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: wt\nspec:\n  size: 1\n",
+    )
     proc = kubectl.popen("wait", "--for=condition=Ready", "widget/wt", "--timeout=20s")
     time.sleep(0.3)  # let kubectl start its watch; the wait must also work if the change came first
-    kubectl.run("patch", "widget", "wt", "--subresource", "status", "--type", "merge",
-                "-p", '{"status":{"conditions":[{"type":"Ready","status":"True"}]}}')
+    kubectl.run(
+        "patch",
+        "widget",
+        "wt",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        '{"status":{"conditions":[{"type":"Ready","status":"True"}]}}',
+    )
     out, err = proc.communicate(timeout=25)
     assert proc.returncode == 0, err
     assert "condition met" in out
 
 
 def test_get_watch_prints_changes(kubectl: Kubectl) -> None:
-    kubectl.run("apply", "-f", "-", input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: gw\nspec:\n  size: 1\n")
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: gw\nspec:\n  size: 1\n",
+    )
     proc = kubectl.popen("get", "widget", "gw", "-w", "--request-timeout=20s")
     lines: list[str] = []
 
@@ -181,18 +247,40 @@ def test_builtin_tables_and_protobuf(kubectl: Kubectl) -> None:
     assert out.split()[:3] == ["NAME", "STATUS", "AGE"] and "kube-system" in out
     res = kubectl.run("create", "configmap", "pb", "--from-literal=a=b", check=False)
     assert res.returncode != 0 and "application/vnd.kubernetes.protobuf" in res.stderr
-    kubectl.run("apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p1"},
-        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}))
+    kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p1"},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+            }
+        ),
+    )
     pods = kubectl.run("get", "pods").stdout.split()
-    assert pods[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] and pods[5:8] == ["p1", "0/1", "Pending"]
+    assert pods[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] and pods[5:8] == [
+        "p1",
+        "0/1",
+        "Pending",
+    ]
 
 
 def test_reference_crds_load_with_kubectl(kubectl: Kubectl, reference_crds: Path) -> None:
     for f in ("kuberay-v1.7.0_ray.io_rayjobs.yaml", "karpenter-v1.7.0_karpenter.sh_nodeclaims.yaml"):
         kubectl.run("apply", "--server-side", "-f", str(reference_crds / f), timeout=60)
-    res = kubectl.run("apply", "-f", "-", check=False, input=(
-        "apiVersion: karpenter.sh/v1\nkind: NodeClaim\nmetadata:\n  name: nc1\nspec:\n  requirements: []\n"))
+    res = kubectl.run(
+        "apply",
+        "-f",
+        "-",
+        check=False,
+        input=(
+            "apiVersion: karpenter.sh/v1\nkind: NodeClaim\nmetadata:\n  name: nc1\n"
+            "spec:\n  requirements: []\n"
+        ),
+    )
     assert res.returncode != 0 and "spec.nodeClassRef: Required value" in res.stderr
 
 
@@ -205,15 +293,32 @@ def test_standalone_process(tmp_path: Path, workspace_crd: Path) -> None:
         port = s.getsockname()[1]
     kc = tmp_path / "kc"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kube_api_emulator", "--port", str(port), "--kubeconfig", str(kc),
-         "--crds", str(workspace_crd)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "kube_api_emulator",
+            "--port",
+            str(port),
+            "--kubeconfig",
+            str(kc),
+            "--crds",
+            str(workspace_crd),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
         k = Kubectl(kc, tmp_path)
-        k.run("apply", "-f", str(EXAMPLE) if EXAMPLE.exists() else "-", input=None if EXAMPLE.exists() else EXAMPLE_INLINE)
+        k.run(
+            "apply",
+            "-f",
+            str(EXAMPLE) if EXAMPLE.exists() else "-",
+            input=None if EXAMPLE.exists() else EXAMPLE_INLINE,
+        )
         assert "workspace-tuning-phi-3" in k.run("get", "workspace").stdout
     finally:
         proc.terminate()
@@ -227,32 +332,68 @@ def test_emulator_fixture_type(emulator: KubeApiEmulator) -> None:
 def test_apply_builtins_used_by_charts(kubectl: Kubectl) -> None:
     """What the dev cluster applies from rendered charts: stored, re-applied with 3-way patches."""
     dep = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ctl", "labels": {"app": "ctl"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "ctl"}}, "template": {
-            "metadata": {"labels": {"app": "ctl"}},
-            "spec": {"containers": [{"name": "main", "image": "ctl:1", "env": [{"name": "A", "value": "1"}]},
-                                    {"name": "side", "image": "side:1"}]}}}}
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "ctl", "labels": {"app": "ctl"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "ctl"}},
+            "template": {
+                "metadata": {"labels": {"app": "ctl"}},
+                "spec": {
+                    "containers": [
+                        {"name": "main", "image": "ctl:1", "env": [{"name": "A", "value": "1"}]},
+                        {"name": "side", "image": "side:1"},
+                    ]
+                },
+            },
+        },
+    }
     docs = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ctl"}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "ctl"},
-         "rules": [{"apiGroups": ["kaito.sh"], "resources": ["workspaces"], "verbs": ["get", "list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "ctl"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ctl"},
-         "subjects": [{"kind": "ServiceAccount", "name": "ctl", "namespace": "default"}]},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ctl-metrics"},
-         "spec": {"selector": {"app": "ctl"}, "ports": [{"name": "metrics", "port": 8080}]}},
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-         "metadata": {"name": "ctl"}, "webhooks": []},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "ctl"},
+            "rules": [
+                {"apiGroups": ["kaito.sh"], "resources": ["workspaces"], "verbs": ["get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "ctl"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ctl"},
+            "subjects": [{"kind": "ServiceAccount", "name": "ctl", "namespace": "default"}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "ctl-metrics"},
+            "spec": {"selector": {"app": "ctl"}, "ports": [{"name": "metrics", "port": 8080}]},
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "ctl"},
+            "webhooks": [],
+        },
         dep,
     ]
     out = kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
     assert out.count("created") == len(docs)
     dep["spec"]["template"]["spec"]["containers"] = [
-        {"name": "main", "image": "ctl:2", "env": [{"name": "A", "value": "1"}]}]
+        {"name": "main", "image": "ctl:2", "env": [{"name": "A", "value": "1"}]}
+    ]
     out = kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
-    assert "deployment.apps/ctl configured" in out and "clusterrole.rbac.authorization.k8s.io/ctl unchanged" in out
+    assert (
+        "deployment.apps/ctl configured" in out
+        and "clusterrole.rbac.authorization.k8s.io/ctl unchanged" in out
+    )
     got = _get(kubectl, "deployment", "ctl")
-    assert [(c["name"], c["image"]) for c in got["spec"]["template"]["spec"]["containers"]] == [("main", "ctl:2")]
+    assert [(c["name"], c["image"]) for c in got["spec"]["template"]["spec"]["containers"]] == [
+        ("main", "ctl:2")
+    ]
     assert got["metadata"]["generation"] == 2
     svc = _get(kubectl, "service", "ctl-metrics")
     assert svc["spec"]["clusterIP"].startswith("10.96.") and svc["spec"]["ports"][0]["targetPort"] == 8080
@@ -261,6 +402,7 @@ def test_apply_builtins_used_by_charts(kubectl: Kubectl) -> None:
 
 def test_client_side_apply_of_huge_crd_fails_like_real_server(kubectl: Kubectl, reference_crds: Path) -> None:
     """RayCluster's CRD is too large for the last-applied annotation: real clusters need --server-side."""
-    res = kubectl.run("apply", "-f", str(reference_crds / "kuberay-v1.7.0_ray.io_rayclusters.yaml"), check=False,
-                      timeout=60)
+    res = kubectl.run(
+        "apply", "-f", str(reference_crds / "kuberay-v1.7.0_ray.io_rayclusters.yaml"), check=False, timeout=60
+    )
     assert res.returncode != 0 and "metadata.annotations: Too long" in res.stderr

@@ -33,7 +33,9 @@ def create(emu: KubeApiEmulator, obj: dict[str, Any], ns: str = "default") -> di
     c = emu.cluster
     group, _, version = obj["apiVersion"].rpartition("/")
     info = next(i for i in c.infos() if i.group == group and i.kind == obj["kind"])
-    return c.create(info, version, ns if info.namespaced else "", copy.deepcopy(obj), WriteOptions(field_manager="t"))
+    return c.create(
+        info, version, ns if info.namespaced else "", copy.deepcopy(obj), WriteOptions(field_manager="t")
+    )
 
 
 def causes(emu: KubeApiEmulator, obj: dict[str, Any]) -> dict[str, str]:
@@ -45,8 +47,14 @@ def causes(emu: KubeApiEmulator, obj: dict[str, Any]) -> dict[str, str]:
 
 def test_all_crds_served(emu: KubeApiEmulator) -> None:
     kinds = {(i.group, i.kind): i for i in emu.cluster.infos() if not i.builtin}
-    assert set(kinds) == {("kaito.sh", "Workspace"), ("ray.io", "RayCluster"), ("ray.io", "RayJob"),
-                          ("ray.io", "RayService"), ("karpenter.sh", "NodeClaim"), ("karpenter.sh", "Machine")}
+    assert set(kinds) == {
+        ("kaito.sh", "Workspace"),
+        ("ray.io", "RayCluster"),
+        ("ray.io", "RayJob"),
+        ("ray.io", "RayService"),
+        ("karpenter.sh", "NodeClaim"),
+        ("karpenter.sh", "Machine"),
+    }
     assert kinds[("karpenter.sh", "NodeClaim")].namespaced is False
     assert kinds[("ray.io", "RayJob")].status_subresource
 
@@ -65,44 +73,72 @@ def test_kaito_example_workspaces_are_accepted(emu: KubeApiEmulator, reference_c
 
 
 def test_workspace_invalid_rejected(emu: KubeApiEmulator) -> None:
-    ws = {"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "bad-ws"},
-          "resource": {"count": "two", "labelSelector": {"matchLabels": {"a": "b"}}},
-          "inference": {"preset": {"name": "phi-3", "accessMode": "sideways"}}}
+    ws = {
+        "apiVersion": "kaito.sh/v1beta1",
+        "kind": "Workspace",
+        "metadata": {"name": "bad-ws"},
+        "resource": {"count": "two", "labelSelector": {"matchLabels": {"a": "b"}}},
+        "inference": {"preset": {"name": "phi-3", "accessMode": "sideways"}},
+    }
     got = causes(emu, ws)
     assert "resource.count" in got and "must be of type integer" in got["resource.count"]
     assert got["inference.preset.accessMode"].startswith('Unsupported value: "sideways"')
 
 
 def test_nodeclaim_invalid_rejected(emu: KubeApiEmulator) -> None:
-    nc = {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim", "metadata": {"name": "nc"},
-          "spec": {"requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "Sideways"}]}}
+    nc = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodeClaim",
+        "metadata": {"name": "nc"},
+        "spec": {"requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "Sideways"}]},
+    }
     got = causes(emu, nc)
     assert got["spec.nodeClassRef"] == "Required value"
     assert "spec.requirements[0].operator" in got
     ok = copy.deepcopy(nc)
-    ok["spec"] = {"nodeClassRef": {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"},
-                  "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
-                                    "values": ["Standard_NC6s_v3"]}],
-                  "resources": {"requests": {"storage": "120Gi"}}}
+    ok["spec"] = {
+        "nodeClassRef": {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"},
+        "requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["Standard_NC6s_v3"]}
+        ],
+        "resources": {"requests": {"storage": "120Gi"}},
+    }
     out = create(emu, ok)
     assert out["spec"]["expireAfter"] == "720h"  # schema default
 
 
 def test_machine_invalid_rejected(emu: KubeApiEmulator) -> None:
-    m = {"apiVersion": "karpenter.sh/v1alpha5", "kind": "Machine", "metadata": {"name": "m"},
-         "spec": {"machineTemplateRef": {"kind": "X"}, "requirements": [{"key": "a"}]}}
+    m = {
+        "apiVersion": "karpenter.sh/v1alpha5",
+        "kind": "Machine",
+        "metadata": {"name": "m"},
+        "spec": {"machineTemplateRef": {"kind": "X"}, "requirements": [{"key": "a"}]},
+    }
     got = causes(emu, m)
-    assert got == {"spec.machineTemplateRef.name": "Required value", "spec.requirements[0].operator": "Required value"}
+    assert got == {
+        "spec.machineTemplateRef.name": "Required value",
+        "spec.requirements[0].operator": "Required value",
+    }
 
 
 def test_ray_objects_invalid_rejected(emu: KubeApiEmulator) -> None:
-    rc = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "rc"},
-          "spec": {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"image": "ray"}]}}}}}
+    rc = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": "rc"},
+        "spec": {
+            "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"image": "ray"}]}}}
+        },
+    }
     assert causes(emu, rc) == {"spec.headGroupSpec.template.spec.containers[0].name": "Required value"}
     rs = {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "rs"}, "spec": {}}
     assert causes(emu, rs) == {"spec.rayClusterConfig": "Required value"}
-    rj = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "rj"},
-          "spec": {"entrypoint": "python x.py", "shutdownAfterJobFinishes": "yes"}}
+    rj = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "rj"},
+        "spec": {"entrypoint": "python x.py", "shutdownAfterJobFinishes": "yes"},
+    }
     assert "spec.shutdownAfterJobFinishes" in causes(emu, rj)
     rj["spec"]["shutdownAfterJobFinishes"] = True
     rj["spec"]["rayClusterSpec"] = rc["spec"]

@@ -334,20 +334,19 @@ class KubeRayStandin:
             seconds=int(deadline or 0)
         )
         if overdue and info.get("status") not in JOB_TERMINAL:
-            if True:
-                await self.dashboard.stop_job(run.job_id)
-                status.update(
-                    jobDeploymentStatus="Failed",
-                    reason="DeadlineExceeded",
-                    message="The RayJob has passed the activeDeadlineSeconds. "
-                    f"StartTime: {st.get('startTime')}. ActiveDeadlineSeconds: {deadline}",
-                    endTime=now(),
-                    failed=int(st.get("failed") or 0) + 1,
-                )
-                run.finished = True
-                await run.report("DeadlineExceeded", status["message"], "Warning")
-                await self.kube.patch_status(ref.path, status)
-                return
+            await self.dashboard.stop_job(run.job_id)
+            status.update(
+                jobDeploymentStatus="Failed",
+                reason="DeadlineExceeded",
+                message="The RayJob has passed the activeDeadlineSeconds. "
+                f"StartTime: {st.get('startTime')}. ActiveDeadlineSeconds: {deadline}",
+                endTime=now(),
+                failed=int(st.get("failed") or 0) + 1,
+            )
+            run.finished = True
+            await run.report("DeadlineExceeded", status["message"], "Warning")
+            await self.kube.patch_status(ref.path, status)
+            return
         if info.get("status") == "SUCCEEDED":
             status.update(
                 jobDeploymentStatus="Complete", endTime=now(), succeeded=int(st.get("succeeded") or 0) + 1

@@ -26,19 +26,25 @@ def _name_errors(name: str, rule: str, fld: str) -> list[FieldError]:
         ok, maxlen, what = (
             _LABEL_1123.match(name),
             63,
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+            "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+            "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
         )
     elif rule == NAME_1035:
         ok, maxlen, what = (
             _LABEL_1035.match(name),
             63,
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+            "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+            "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
         )
     else:
         ok, maxlen, what = (
             _SUBDOMAIN.match(name),
             253,
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+            "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+            "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
         )
     errs = []
     if len(name) > maxlen:
@@ -103,7 +109,8 @@ def validate_meta(info: ResourceInfo, obj: Obj) -> list[FieldError]:
                     FieldError(
                         f"metadata.{fld}",
                         "FieldValueInvalid",
-                        f"Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                        f'Invalid value: "{k}": name part must consist of alphanumeric characters, '
+                        "'-', '_' or '.', and must start and end with an alphanumeric character",
                     )
                 )
             if fld == "labels" and (len(v) > 63 or not _LABEL_VALUE.match(v)):
@@ -111,7 +118,9 @@ def validate_meta(info: ResourceInfo, obj: Obj) -> list[FieldError]:
                     FieldError(
                         "metadata.labels",
                         "FieldValueInvalid",
-                        f"Invalid value: \"{v}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                        f'Invalid value: "{v}": a valid label must be an empty string or consist of '
+                        "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                        "alphanumeric character",
                     )
                 )
     for i, ref in enumerate(md.get("ownerReferences") or []):

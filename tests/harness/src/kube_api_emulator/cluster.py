@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from . import jsoncopy as copy
+import contextlib
 import json
 import random
 import uuid
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import behaviours, crds, patches, schema
+from . import jsoncopy as copy
 from .errors import ApiError, FieldError, already_exists, conflict, invalid, not_found
 from .resources import ResourceInfo, builtin_resources, from_crd
 from .selectors import parse_field_selector, parse_label_selector
@@ -158,7 +159,8 @@ class Cluster:
                 f"the API version in the data ({obj.get('apiVersion')}) does not match the expected "
                 f"API version ({want})"
                 if obj.get("apiVersion") != want
-                else f"the kind in the data ({obj.get('kind')}) does not match the expected kind ({info.kind})",
+                else f"the kind in the data ({obj.get('kind')}) does not match the expected kind "
+                f"({info.kind})",
             )
         obj["apiVersion"], obj["kind"] = want, info.kind
         md = obj.setdefault("metadata", {})
@@ -187,8 +189,8 @@ class Cluster:
         if pruned and opts.field_validation == "Strict":
             raise ApiError(
                 400,
-                f'{info.kind} in version "{version}" cannot be handled as a {info.kind}: strict decoding error: '
-                + ", ".join(f'unknown field "{p}"' for p in pruned),
+                f'{info.kind} in version "{version}" cannot be handled as a {info.kind}: '
+                "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in pruned),
             )
         if opts.field_validation != "Ignore":
             opts.warnings.extend(f'unknown field "{p}"' for p in pruned)
@@ -248,8 +250,16 @@ class Cluster:
         entries.append(entry)
         obj["metadata"]["managedFields"] = entries
 
-    def create(self, info: ResourceInfo, version: str, ns: str, body: Any, opts: WriteOptions,
-               operation: str = "Update", applied: Any = None) -> Obj:
+    def create(
+        self,
+        info: ResourceInfo,
+        version: str,
+        ns: str,
+        body: Any,
+        opts: WriteOptions,
+        operation: str = "Update",
+        applied: Any = None,
+    ) -> Obj:
         obj = self._coerce_body(info, version, ns, body)
         md = obj["metadata"]
         self._check_namespace(info, ns, creating=True)
@@ -319,7 +329,8 @@ class Cluster:
         if new["metadata"].get("name") not in (None, name):
             raise ApiError(
                 400,
-                f"the name of the object ({new['metadata']['name']}) does not match the name on the URL ({name})",
+                f"the name of the object ({new['metadata']['name']}) does not match the name on the URL "
+                f"({name})",
             )
         new["metadata"]["name"] = name
         rv = new["metadata"].get("resourceVersion")
@@ -377,7 +388,8 @@ class Cluster:
                             FieldError(
                                 "metadata.finalizers",
                                 "FieldValueForbidden",
-                                f"Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)!r}",
+                                "Forbidden: no new finalizers can be added if the object is being deleted, "
+                                f"found new finalizers {sorted(added)!r}",
                             )
                         ],
                     )
@@ -535,7 +547,8 @@ class Cluster:
                 info.plural,
                 info.group,
                 name,
-                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {obj['metadata']['uid']}",
+                f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {obj['metadata']['uid']}",
             )
         if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
             raise conflict(
@@ -664,7 +677,7 @@ class Cluster:
         ]
 
     def _delete_quietly(self, info: ResourceInfo, obj: Obj) -> None:
-        try:
+        with contextlib.suppress(ApiError):
             self.delete(
                 info,
                 info.storage_version,
@@ -672,8 +685,6 @@ class Cluster:
                 obj["metadata"]["name"],
                 None,
             )
-        except ApiError:
-            pass
 
     def _orphan_dependents(self, uid: str) -> None:
         for tk, dep in self._dependents(uid):

@@ -33,7 +33,8 @@ def validate_crd(crd: dict[str, Any]) -> list[FieldError]:
             FieldError(
                 "spec.names.plural",
                 "FieldValueInvalid",
-                f'Invalid value: "{names["plural"]}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters',
+                f'Invalid value: "{names["plural"]}": a lowercase RFC 1123 subdomain must consist of '
+                "lower case alphanumeric characters",
             )
         )
     scope = spec.get("scope")
@@ -69,7 +70,8 @@ def validate_crd(crd: dict[str, Any]) -> list[FieldError]:
             FieldError(
                 "spec.versions",
                 "FieldValueInvalid",
-                f'Invalid value: "{[v.get("name") for v in versions]}": must have exactly one version marked as storage version',
+                f'Invalid value: "{[v.get("name") for v in versions]}": '
+                "must have exactly one version marked as storage version",
             )
         )
     seen: set[str] = set()

@@ -65,7 +65,9 @@ def find(obj: Any, path: str) -> list[Any]:
     for kind, arg in _tokens(path):
         nxt: list[Any] = []
         for v in current:
-            if (kind == "field" and isinstance(v, dict) and arg in v) or (kind == "index" and isinstance(v, list) and -len(v) <= arg < len(v)):
+            if (kind == "field" and isinstance(v, dict) and arg in v) or (
+                kind == "index" and isinstance(v, list) and -len(v) <= arg < len(v)
+            ):
                 nxt.append(v[arg])
             elif kind == "all":
                 if isinstance(v, list):

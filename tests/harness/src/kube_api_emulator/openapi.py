@@ -3,11 +3,12 @@ kubectl's server-side field validation check (the `fieldValidation` parameter on
 
 from __future__ import annotations
 
-import copy
+import functools
 import hashlib
 import json
 from typing import Any
 
+from . import jsoncopy as copy
 from .resources import ResourceInfo
 
 _COMMON_PARAMS = [
@@ -23,6 +24,27 @@ def gv_path(group: str, version: str) -> str:
 def _schema_name(info: ResourceInfo, version: str) -> str:
     rev = ".".join(reversed(info.group.split("."))) if info.group else "io.k8s.api.core"
     return f"{rev}.{version}.{info.kind}"
+
+
+def _operation(
+    kind: str,
+    gvk: dict[str, str],
+    ok: dict[str, Any],
+    body: dict[str, Any],
+    action: str,
+    verb: str,
+    with_body: bool = False,
+) -> dict[str, Any]:
+    o: dict[str, Any] = {
+        "operationId": f"{verb}{kind}",
+        "parameters": list(_COMMON_PARAMS),
+        "responses": ok,
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": gvk,
+    }
+    if with_body:
+        o["requestBody"] = body
+    return o
 
 
 def gv_document(infos: list[ResourceInfo], group: str, version: str) -> dict[str, Any]:
@@ -46,18 +68,7 @@ def gv_document(infos: list[ResourceInfo], group: str, version: str) -> dict[str
             base += "/namespaces/{namespace}"
         coll = f"{base}/{info.plural}"
 
-        def op(action: str, verb: str, with_body: bool = False) -> dict[str, Any]:
-            o: dict[str, Any] = {
-                "operationId": f"{verb}{info.kind}",
-                "parameters": list(_COMMON_PARAMS),
-                "responses": ok,
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-            }
-            if with_body:
-                o["requestBody"] = body
-            return o
-
+        op = functools.partial(_operation, info.kind, gvk, ok, body)
         paths[coll] = {"get": op("list", "list"), "post": op("post", "create", True)}
         item = {
             "get": op("get", "read"),

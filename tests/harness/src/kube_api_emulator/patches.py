@@ -1,12 +1,13 @@
-"""Patch types: JSON merge patch (RFC 7386), JSON patch (RFC 6902), strategic merge patch, server-side apply."""
+"""Patch types: JSON merge patch (RFC 7386), JSON patch (RFC 6902), strategic merge patch and
+server-side apply."""
 
 from __future__ import annotations
 
-from . import jsoncopy as copy
 from typing import Any
 
 import jsonpatch
 
+from . import jsoncopy as copy
 from .errors import ApiError
 
 MERGE_PATCH = "application/merge-patch+json"

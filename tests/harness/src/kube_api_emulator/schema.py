@@ -7,12 +7,12 @@ jsonschema's errors to Kubernetes field errors with field paths.
 
 from __future__ import annotations
 
-from . import jsoncopy as copy
 import json
 from typing import Any
 
 import jsonschema
 
+from . import jsoncopy as copy
 from .errors import FieldError
 
 Schema = dict[str, Any]

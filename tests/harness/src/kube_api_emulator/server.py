@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from . import jsoncopy as copy
 import json
 import logging
 import threading
@@ -17,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from . import discovery, openapi, patches, tables
+from . import jsoncopy as copy
 from .cluster import CRD_KEY, Cluster, WriteOptions
 from .errors import ApiError, not_implemented
 from .kubeconfig import write_kubeconfig
@@ -41,7 +41,8 @@ def _error_response(err: ApiError) -> web.Response:
 
 
 def _accept(request: web.Request) -> dict[str, str]:
-    """The first acceptable media type's parameters (as=Table etc.); 406 if only protobuf/CBOR is acceptable."""
+    """The first acceptable media type's parameters (as=Table etc.); 406 if only protobuf/CBOR is
+    acceptable."""
     header = request.headers.get("Accept", "") or "*/*"
     options = []
     for part in header.split(","):
@@ -641,7 +642,9 @@ def _load_file(f: Path) -> list[dict[str, Any]]:
     st = f.stat()
     key = (str(f.resolve()), st.st_mtime, st.st_size)
     if key not in _YAML_CACHE:
-        _YAML_CACHE[key] = [d for d in yaml.load_all(f.read_text(), Loader=_SafeLoader) if isinstance(d, dict)]
+        _YAML_CACHE[key] = [
+            d for d in yaml.load_all(f.read_text(), Loader=_SafeLoader) if isinstance(d, dict)
+        ]
     return copy.deepcopy(_YAML_CACHE[key])
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from . import jsoncopy as copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import jsoncopy as copy
 
 Obj = dict[str, Any]
 TypeKey = tuple[str, str]  # (group, plural)

@@ -96,7 +96,8 @@ def _svc_row(o: Obj) -> list[Any]:
     spec = o.get("spec") or {}
     ports = (
         ",".join(
-            f"{p.get('port')}{':' + str(p['nodePort']) if p.get('nodePort') else ''}/{p.get('protocol', 'TCP')}"
+            f"{p.get('port')}{':' + str(p['nodePort']) if p.get('nodePort') else ''}"
+            f"/{p.get('protocol', 'TCP')}"
             for p in spec.get("ports") or []
         )
         or "<none>"
@@ -149,7 +150,8 @@ BUILTIN_TABLES: dict[tuple[str, str], tuple[list[dict[str, Any]], Any]] = {
             human_age(o.get("lastTimestamp") or o.get("eventTime") or o["metadata"].get("creationTimestamp")),
             o.get("type", ""),
             o.get("reason", ""),
-            f"{(o.get('involvedObject') or {}).get('kind', '').lower()}/{(o.get('involvedObject') or {}).get('name', '')}",
+            f"{(o.get('involvedObject') or {}).get('kind', '').lower()}/"
+            f"{(o.get('involvedObject') or {}).get('name', '')}",
             o.get("message", ""),
         ],
     ),

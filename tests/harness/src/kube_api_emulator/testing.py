@@ -31,22 +31,39 @@ class Kubectl:
     def __init__(self, kubeconfig: str | Path, home: str | Path) -> None:
         home = Path(home)
         self.binary = kubectl_path()
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home), "KUBECACHEDIR": str(home / "cache")}
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "HOME": str(home),
+            "KUBECACHEDIR": str(home / "cache"),
+        }
 
-    def run(self, *args: str, input: str | None = None, check: bool = True,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(self.binary), *args], env=self.env, input=input, capture_output=True, text=True,
-                              timeout=timeout)
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.binary), *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([str(self.binary), *args], env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [str(self.binary), *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
 
-def wait_for(check: Callable[[], T], timeout: float = 20, interval: float = 0.1, what: str = "condition") -> T:
+def wait_for(
+    check: Callable[[], T], timeout: float = 20, interval: float = 0.1, what: str = "condition"
+) -> T:
     """Poll `check` until it returns a truthy value (exceptions count as not yet); fail after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -55,7 +72,7 @@ def wait_for(check: Callable[[], T], timeout: float = 20, interval: float = 0.1,
             last = check()
             if last:
                 return last
-        except Exception as e:  # noqa: BLE001 - reported if the deadline passes
+        except Exception as e:
             last = e
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

@@ -19,8 +19,15 @@ def configure(settings: kopf.OperatorSettings, **_):
 def created(name, spec, patch, logger, **_):
     patch.status["phase"] = "Created"
     patch.status["conditions"] = [{"type": "Ready", "status": "True", "reason": "Created"}]
-    kopf.info({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": name, "namespace": "default"}},
-              reason="Created", message=f"created with size {spec['size']}")
+    kopf.info(
+        {
+            "apiVersion": "test.example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": name, "namespace": "default"},
+        },
+        reason="Created",
+        message=f"created with size {spec['size']}",
+    )
     return {"message": f"hello {name}"}
 
 
