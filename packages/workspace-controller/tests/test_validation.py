@@ -222,10 +222,13 @@ def test_cpu_presets_may_use_cpu_vm_sizes():
     assert "needs GPUs" in validate_workspace(gpu_model)[0].hint
 
 
-def test_preferred_nodes_make_instance_type_descriptive():
+def test_preferred_nodes_make_an_unknown_instance_type_descriptive():
     doc = make(INFERENCE, resource__instanceType="<your-vm-sku>", resource__preferredNodes=["node-1"])
     assert validate_workspace(doc) == []
     assert paths(make(INFERENCE, resource__instanceType="<your-vm-sku>")) == ["resource.instanceType"]
+    # a known size is still checked: missing nodes would be provisioned with it
+    small = make(doc, resource__instanceType="Standard_NC6s_v3", inference__preset={"name": "phi-4"})
+    assert paths(small) == ["resource.instanceType"]
 
 
 # -------------------------------------------------------------------------------------- GPU memory

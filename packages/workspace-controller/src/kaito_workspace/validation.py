@@ -298,19 +298,18 @@ def _validate_selector(sel: LabelSelector, path: str) -> list[Problem]:
 
 
 def _validate_resource(
-    ws: Workspace, res: ResourceSpec, preset: Preset | None, catalog: Catalog, *, local: bool
+    ws: Workspace, res: ResourceSpec, preset: Preset | None, catalog: Catalog
 ) -> list[Problem]:
     problems = _validate_selector(res.label_selector, "resource.labelSelector")
-    byo = bool(res.preferred_nodes) or not res.instance_type
     if res.partition is not None:
         problems += _validate_partition(ws, res)
     it = res.instance_type
-    if not it or res.preferred_nodes:
-        # BYO nodes: existing nodes matched by the selector (preferredNodes), nothing is provisioned,
-        # so instanceType (when given) only describes them.
-        return problems
+    if not it:
+        return problems  # bring-your-own nodes: matched by the selector, nothing is provisioned
     gpu = catalog.sku(it)
     if gpu is None:
+        if res.preferred_nodes:
+            return problems  # the size only describes the existing preferred nodes (e.g. Arc machines)
         if preset is not None and preset.cpu_capable and _CPU_SKU.match(it):
             return problems  # a small model on a CPU VM size: nothing to check
         if not it.lower().startswith("standard_n"):
@@ -319,7 +318,7 @@ def _validate_resource(
                 hint = f"{preset.name} needs GPUs: " + hint
             problems.append(Problem("resource.instanceType", f"unsupported instance type {it!r}", hint))
         return problems  # an N-series size we do not know: accepted, memory not checked
-    if ws.bypass_resource_checks or preset is None or byo:
+    if ws.bypass_resource_checks or preset is None:
         return problems
     if ws.tuning is not None and ws.tuning.method:
         fit = tuning_fit(preset, ws.tuning.method.lower(), gpu)
@@ -785,7 +784,7 @@ def validate_workspace(
             )
         )
     else:
-        problems += _validate_resource(ws, ws.resource, preset, catalog, local=local)
+        problems += _validate_resource(ws, ws.resource, preset, catalog)
     if old is not None:
         problems += _validate_update(ws, old)
     return dedupe(problems)
