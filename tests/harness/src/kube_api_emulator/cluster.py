@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import contextlib
 import json
 import random
@@ -30,7 +31,7 @@ class WriteOptions:
     field_manager: str | None = None
     field_validation: str = "Warn"  # Strict | Warn | Ignore
     force: bool = False
-    warnings: list[str] = field(default_factory=list)
+    warnings: builtins.list[str] = field(default_factory=list)
 
 
 class Cluster:
@@ -54,7 +55,7 @@ class Cluster:
 
     # ---- types ----
 
-    def infos(self) -> list[ResourceInfo]:
+    def infos(self) -> builtins.list[ResourceInfo]:
         return list(self.types.values())
 
     def resolve(self, group: str, version: str, plural: str) -> ResourceInfo:
@@ -179,12 +180,12 @@ class Cluster:
 
     def _admit_schema(
         self, info: ResourceInfo, version: str, obj: Obj, opts: WriteOptions
-    ) -> list[FieldError]:
+    ) -> builtins.list[FieldError]:
         """CRs: prune unknown fields (per fieldValidation), apply defaults, validate."""
         sch = info.schemas.get(version)
         if info.builtin or sch is None:
             return []
-        pruned: list[str] = []
+        pruned: builtins.list[str] = []
         schema.prune(obj, sch, [], pruned, root=True)
         if pruned and opts.field_validation == "Strict":
             raise ApiError(
@@ -197,7 +198,7 @@ class Cluster:
         schema.apply_defaults(obj, sch)
         return schema.validate(obj, sch)
 
-    def _invalid(self, info: ResourceInfo, name: str, errs: list[FieldError]) -> ApiError:
+    def _invalid(self, info: ResourceInfo, name: str, errs: builtins.list[FieldError]) -> ApiError:
         return invalid(info.kind, info.group, name, errs)
 
     def _manager(
@@ -669,7 +670,7 @@ class Cluster:
             if owner and "foregroundDeletion" in (owner["metadata"].get("finalizers") or []):
                 self._maybe_finish_foreground(self.types[tk], owner["metadata"]["uid"])
 
-    def _dependents(self, uid: str) -> list[tuple[tuple[str, str], Obj]]:
+    def _dependents(self, uid: str) -> builtins.list[tuple[tuple[str, str], Obj]]:
         return [
             (tk, copy.deepcopy(o))
             for tk, o in self.store.iter_all()

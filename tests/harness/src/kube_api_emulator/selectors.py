@@ -8,8 +8,7 @@ from typing import Any
 
 from .errors import ApiError
 
-Requirement = Callable[[dict[str, str]], bool]
-
+_KEY_RE = re.compile(r"[A-Za-z0-9./_-]+")
 _SET_RE = re.compile(r"^\s*(!?)\s*([A-Za-z0-9./_-]+)\s+(in|notin)\s*\((.*?)\)\s*$")
 
 
@@ -31,42 +30,46 @@ def _split_top(expr: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _label_ok(labels: dict[str, str], key: str, op: str, values: frozenset[str]) -> bool:
+    if op == "in":
+        return labels.get(key) in values
+    if op == "notin":
+        return labels.get(key) not in values
+    if op == "=":
+        return labels.get(key) in values
+    if op == "!=":
+        return labels.get(key) not in values
+    if op == "exists":
+        return key in labels
+    return key not in labels  # "!"
+
+
 def parse_label_selector(expr: str | None) -> Callable[[dict[str, str]], bool]:
-    if not expr:
-        return lambda labels: True
-    reqs: list[Requirement] = []
-    for part in _split_top(expr):
+    """A predicate on labels for a selector string; 400 for what does not parse."""
+    reqs: list[tuple[str, str, frozenset[str]]] = []
+    for part in _split_top(expr or ""):
         m = _SET_RE.match(part)
         if m:
             if m.group(1):
                 raise ApiError(400, f"unable to parse requirement: {part!r}")
-            key, op = m.group(2), m.group(3)
-            values = {v.strip() for v in m.group(4).split(",") if v.strip()}
-            if op == "in":
-                reqs.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
-            else:
-                reqs.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
+            values = frozenset(v.strip() for v in m.group(4).split(",") if v.strip())
+            reqs.append((m.group(2), m.group(3), values))
             continue
         for op in ("!=", "==", "="):
             if op in part:
                 key, _, value = part.partition(op)
-                key, value = key.strip(), value.strip()
-                if not key:
+                if not key.strip():
                     raise ApiError(400, f"unable to parse requirement: {part!r}")
-                if op == "!=":
-                    reqs.append(lambda lb, k=key, v=value: lb.get(k) != v)
-                else:
-                    reqs.append(lambda lb, k=key, v=value: lb.get(k) == v)
+                reqs.append((key.strip(), "!=" if op == "!=" else "=", frozenset([value.strip()])))
                 break
         else:
-            if part.startswith("!"):
-                key = part[1:].strip()
-                reqs.append(lambda lb, k=key: k not in lb)
-            elif re.fullmatch(r"[A-Za-z0-9./_-]+", part):
-                reqs.append(lambda lb, k=part: k in lb)
+            if part.startswith("!") and _KEY_RE.fullmatch(part[1:].strip()):
+                reqs.append((part[1:].strip(), "!", frozenset()))
+            elif _KEY_RE.fullmatch(part):
+                reqs.append((part, "exists", frozenset()))
             else:
                 raise ApiError(400, f"unable to parse requirement: {part!r}")
-    return lambda labels: all(r(labels) for r in reqs)
+    return lambda labels: all(_label_ok(labels, k, op, vs) for k, op, vs in reqs)
 
 
 def label_selector_to_string(sel: dict[str, Any] | None) -> str:
@@ -145,7 +148,7 @@ def parse_field_selector(
     if not expr:
         return lambda obj: True
     allowed = COMMON_FIELDS | KIND_FIELDS.get(kind, set()) | (selectable or set())
-    reqs: list[Callable[[dict[str, Any]], bool]] = []
+    reqs: list[tuple[str, bool, str]] = []
     for part in _split_top(expr):
         for op in ("!=", "==", "="):
             if op in part:
@@ -160,8 +163,5 @@ def parse_field_selector(
                 f"field label not supported: {fld} (kube-api-emulator supports {', '.join(sorted(allowed))} "
                 f"for {kind})",
             )
-        if op == "!=":
-            reqs.append(lambda o, f=fld, v=value: (_field_value(o, f) or "") != v)
-        else:
-            reqs.append(lambda o, f=fld, v=value: (_field_value(o, f) or "") == v)
-    return lambda obj: all(r(obj) for r in reqs)
+        reqs.append((fld, op != "!=", value))
+    return lambda obj: all(((_field_value(obj, f) or "") == v) is eq for f, eq, v in reqs)

@@ -150,9 +150,7 @@ class KubeApiEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]
         return self
 
     async def stop(self) -> None:
@@ -345,8 +343,8 @@ class KubeApiEmulator:
         if request.method == "POST" and name is None:
             body = await _read_body(request)
             _accept(request)
-            created = c.create(info, version, ns or "", body, opts)
-            return _json_response(created, 201, _warning_headers(opts))
+            new = c.create(info, version, ns or "", body, opts)
+            return _json_response(new, 201, _warning_headers(opts))
         if request.method == "PUT" and name is not None:
             body = await _read_body(request)
             updated = c.update(info, version, ns or "", name, body, sub, opts)
@@ -357,10 +355,10 @@ class KubeApiEmulator:
                 patches.APPLY_PATCH
             ):
                 opts.field_manager = None
-            obj, created = c.patch(
+            patched, created = c.patch(
                 info, version, ns or "", name, request.headers.get("Content-Type", ""), body, sub, opts
             )
-            return _json_response(obj, 201 if created else 200, _warning_headers(opts))
+            return _json_response(patched, 201 if created else 200, _warning_headers(opts))
         if request.method == "DELETE":
             body = await _read_body(request)
             options = dict(body or {})

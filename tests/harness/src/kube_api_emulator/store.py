@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class Store:
         self._objects: dict[TypeKey, dict[ObjKey, Obj]] = {}
         self._history: deque[Event] = deque(maxlen=history_limit)
         self._watchers: set[Watcher] = set()
-        self.listeners: list[Callable[[Event], None]] = []
+        self.listeners: builtins.list[Callable[[Event], None]] = []
 
     @property
     def resource_version(self) -> int:
@@ -63,12 +64,12 @@ class Store:
         """Like get, without a copy: callers must not mutate."""
         return self._objects.get(tk, {}).get((ns, name))
 
-    def list(self, tk: TypeKey, ns: str | None = None) -> list[Obj]:
+    def list(self, tk: TypeKey, ns: str | None = None) -> builtins.list[Obj]:
         objs = self._objects.get(tk, {})
         keys = sorted(k for k in objs if ns is None or k[0] == ns)
         return [copy.deepcopy(objs[k]) for k in keys]
 
-    def iter_all(self) -> list[tuple[TypeKey, Obj]]:
+    def iter_all(self) -> builtins.list[tuple[TypeKey, Obj]]:
         return [(tk, o) for tk, objs in self._objects.items() for o in objs.values()]
 
     def put(self, tk: TypeKey, obj: Obj, event_type: str) -> Obj:
@@ -92,7 +93,7 @@ class Store:
         self._emit(Event(rv, tk, "DELETED", gone, old))
         return copy.deepcopy(gone)
 
-    def drop_type(self, tk: TypeKey) -> list[Obj]:
+    def drop_type(self, tk: TypeKey) -> builtins.list[Obj]:
         return [self.remove(tk, o) for o in list(self._objects.get(tk, {}).values())]
 
     def _emit(self, ev: Event) -> None:
@@ -103,7 +104,7 @@ class Store:
         for listener in list(self.listeners):
             listener(ev)
 
-    def events_since(self, tk: TypeKey, rv: int) -> list[Event]:
+    def events_since(self, tk: TypeKey, rv: int) -> builtins.list[Event]:
         """Events for a type after `rv`; raises TooOld if history no longer reaches back to it."""
         if rv < self._rv and self._history:
             oldest = self._history[0].rv
