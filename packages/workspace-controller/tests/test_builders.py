@@ -52,7 +52,7 @@ def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
     path = CRDS / CRD_FILES[(api_version, kind)]
     if not path.exists():
         pytest.fail(f"reference CRD {path} missing; set KAITO_SHARED_DIR to the shared directory")
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # 4x faster
     version = api_version.split("/")[1]
     [v] = [v for v in crd["spec"]["versions"] if v["name"] == version]
     return v["schema"]["openAPIV3Schema"]
