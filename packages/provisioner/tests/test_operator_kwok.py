@@ -206,3 +206,28 @@ def test_orphaned_kwok_node_is_collected(cluster):
         }
     )
     wait_until(lambda: get_node(core, "wsorphan01") is None, 30, what="orphan node collected")
+
+
+def test_claim_whose_instance_vanished_is_deleted(cluster):
+    """The machine disappears behind our back (here: its Node is deleted); GC deletes the claim."""
+    _, _, api = cluster
+    objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    objs.create_cluster_custom_object(GROUP, "v1", "nodeclaims", nodeclaim("wsvanish01"))
+    wait_until(
+        lambda: (
+            conditions(get(objs, "v1", "nodeclaims", "wsvanish01")).get("Ready", {}).get("status") == "True"
+        ),
+        30,
+        what="Ready",
+    )
+    core.delete_node("wsvanish01")
+    wait_until(
+        lambda: get(objs, "v1", "nodeclaims", "wsvanish01") is None, 30, what="claim garbage-collected"
+    )
+    wait_until(lambda: get_node(core, "wsvanish01") is None, 30, what="node gone")
+    reasons = {
+        e.reason
+        for e in core.list_namespaced_event("default").items
+        if e.involved_object.name == "wsvanish01"
+    }
+    assert "InstanceTerminated" in reasons

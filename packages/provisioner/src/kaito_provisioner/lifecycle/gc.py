@@ -86,7 +86,9 @@ async def collect(ctx: Context) -> None:
         if claim.deleting or not is_managed(claim) or not claim.provider_id or not claim.is_true(LAUNCHED):
             continue
         launched = claim.condition(LAUNCHED)
-        if launched is not None and now - launched.last_transition_time < timedelta(seconds=10):
+        if launched is not None and now - launched.last_transition_time < timedelta(
+            seconds=ctx.settings.gc_grace
+        ):
             continue
         try:
             await ctx.provider.get(claim.provider_id)

@@ -110,6 +110,8 @@ class KwokProvider:
         node = await self.kube.get(node_path(provider_id.removeprefix(PREFIX)))
         if node is None or (node.get("spec") or {}).get("providerID") != provider_id:
             raise NotFoundError(provider_id)
+        if node["metadata"].get("deletionTimestamp"):
+            raise NotFoundError(provider_id)  # the simulated machine is being torn down
         return self._instance(node)
 
     async def list(self) -> list[Instance]:
