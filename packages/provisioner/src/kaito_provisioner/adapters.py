@@ -193,7 +193,8 @@ class MachineAdapter(Adapter):
         out = []
         ready_status, ready_reason, ready_message = machine_ready(claim)
         for c in claim.conditions:
-            status, reason, message = c.status, c.reason, c.message
+            status: str = c.status
+            reason, message = c.reason, c.message
             if c.type == READY:
                 status, reason, message = ready_status, ready_reason, ready_message
             item = {

@@ -52,7 +52,8 @@ async def reconcile(ctx: Context, claim: Claim, conditions: ConditionSet) -> Res
         checkpoint = AnnotationCheckpoint(ctx.kube, ctx.claim_path(claim), claim)
         task = asyncio.create_task(ctx.provider.create(claim, checkpoint), name=f"launch {claim.name}")
         ctx.launches[claim.uid] = task
-        task.add_done_callback(lambda _t, kind=claim.kind, name=claim.name: ctx.wake(kind, name))
+        kind, name = claim.kind, claim.name
+        task.add_done_callback(lambda _task: ctx.wake(kind, name))
         return Result()
     if not task.done():
         return Result()

@@ -165,7 +165,7 @@ def agent_pool_for(claim: Claim) -> aks_models.AgentPool:
             raise CloudProviderError(
                 INVALID_PARAMETER, f"resources.requests.storage: {exc}", retryable=False
             ) from exc
-    return aks_models.AgentPool(
+    properties = aks_models.AgentPoolManagedClusterAgentPoolProfileProperties(
         count=1,
         vm_size=vm_size,
         os_type="Linux",
@@ -176,6 +176,7 @@ def agent_pool_for(claim: Claim) -> aks_models.AgentPool:
         node_taints=taints,
         **kwargs,
     )
+    return aks_models.AgentPool(properties=properties)
 
 
 def is_managed_pool(pool: aks_models.AgentPool) -> bool:
@@ -408,8 +409,9 @@ class AzureProvider:
                 caps = {c.name: c.value for c in sku.capabilities or []}
                 if caps.get("vCPUs"):
                     capacity["cpu"] = str(caps["vCPUs"])
-                if caps.get("MemoryGB"):
-                    capacity["memory"] = f"{int(parse_quantity(caps['MemoryGB']) * 1024)}Mi"
+                memory_gb = caps.get("MemoryGB")
+                if memory_gb:
+                    capacity["memory"] = f"{int(parse_quantity(memory_gb) * 1024)}Mi"
                 if caps.get("GPUs"):
                     capacity["nvidia.com/gpu"] = str(caps["GPUs"])
                 capacity["pods"] = "110"

@@ -104,7 +104,7 @@ def to_provider_error(exc: Exception) -> CloudProviderError:
     return CloudProviderError(reason, message, capacity=capacity, retryable=not capacity)
 
 
-def arm_code(exc: Exception) -> str:
+def arm_code(exc: BaseException) -> str:
     """For metrics: the ARM error code, else the HTTP status, else the exception type."""
     codes = _codes(getattr(exc, "error", None))
     if codes:
