@@ -645,6 +645,7 @@ class Cluster:
             self.types.pop(tk, None)
             for o in self.store.drop_type(tk):
                 self._after_removal(o)
+            self.store.close_watchers(tk)
         self._after_removal(gone)
         ns = gone["metadata"].get("namespace")
         if ns:

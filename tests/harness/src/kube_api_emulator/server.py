@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -557,21 +559,27 @@ class KubeApiEmulator:
                 )
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout if timeout else None
+            next_bookmark = loop.time() + self.bookmark_interval
             while True:
-                wait = self.bookmark_interval if bookmarks else 3600.0
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        break
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    break
+                if bookmarks and now >= next_bookmark:
+                    await _send(
+                        resp, "BOOKMARK", self._bookmark(info, version, str(c.store.resource_version))
+                    )
+                    next_bookmark = now + self.bookmark_interval
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client went away
+                # wake up at least every second to notice a client that went away
+                wait = min(
+                    1.0,
+                    (deadline - now) if deadline is not None else 1.0,
+                    (next_bookmark - now) if bookmarks else 1.0,
+                )
                 try:
-                    ev = await asyncio.wait_for(watcher.queue.get(), wait)
+                    ev = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.0))
                 except TimeoutError:
-                    if deadline is not None and loop.time() >= deadline:
-                        break
-                    if bookmarks:
-                        await _send(
-                            resp, "BOOKMARK", self._bookmark(info, version, str(c.store.resource_version))
-                        )
                     continue
                 if ev is None:
                     break
@@ -635,14 +643,32 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _YAML_CACHE: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
 
 
+def _cache_dir() -> Path:
+    base = os.environ.get("KUBE_API_EMULATOR_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kube-api-emulator"
+    )
+    return Path(base)
+
+
 def _load_file(f: Path) -> list[dict[str, Any]]:
-    """Parsed YAML documents of a file, cached by path and mtime (reference CRDs are large)."""
+    """Parsed YAML documents of a file, cached by path, mtime and size: in memory, and as JSON on disk
+    (the reference CRDs take seconds to parse as YAML, milliseconds as JSON)."""
     st = f.stat()
     key = (str(f.resolve()), st.st_mtime, st.st_size)
     if key not in _YAML_CACHE:
-        _YAML_CACHE[key] = [
-            d for d in yaml.load_all(f.read_text(), Loader=_SafeLoader) if isinstance(d, dict)
-        ]
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+        cached = _cache_dir() / f"{digest}.json"
+        docs: list[dict[str, Any]] | None = None
+        with contextlib.suppress(OSError, ValueError):
+            docs = json.loads(cached.read_text())
+        if docs is None:
+            docs = [d for d in yaml.load_all(f.read_text(), Loader=_SafeLoader) if isinstance(d, dict)]
+            with contextlib.suppress(OSError, TypeError, ValueError):
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(docs))
+                tmp.replace(cached)
+        _YAML_CACHE[key] = docs
     return copy.deepcopy(_YAML_CACHE[key])
 
 

@@ -120,6 +120,8 @@ class Store:
     def remove_watcher(self, w: Watcher) -> None:
         self._watchers.discard(w)
 
-    def close_watchers(self) -> None:
+    def close_watchers(self, tk: TypeKey | None = None) -> None:
+        """End watches (all, or those of one type: its CRD was deleted)."""
         for w in list(self._watchers):
-            w.queue.put_nowait(None)
+            if tk is None or w.type_key == tk:
+                w.queue.put_nowait(None)
