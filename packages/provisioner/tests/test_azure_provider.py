@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from fake_arm import CLUSTER, LOCATION, RG, SUB, FakeArm, FakeCredential, wait_for
 
+from kaito_provisioner.metrics import REGISTRY
 from kaito_provisioner.model import Claim, Requirement, Taint
 from kaito_provisioner.providers.azure import AzureConfig, AzureProvider, agent_pool_for
 from kaito_provisioner.providers.base import CloudProviderError, MemoryCheckpoint, NotFoundError
@@ -169,11 +170,17 @@ ERRORS = [
 async def test_arm_errors_map_to_reasons(arm, azure, code, message, in_lro, reason, capacity):
     arm.fail_next_create(code, message, status=403 if code == "AuthorizationFailed" else 400, in_lro=in_lro)
     checkpoint = MemoryCheckpoint()
+    labels = {"provider": "azure", "method": "create", "code": code}
+    before = REGISTRY.get_sample_value("kaito_provisioner_cloudprovider_errors_total", labels) or 0
     with pytest.raises(CloudProviderError) as err:
         await azure.create(make_claim(), checkpoint)
     assert err.value.reason == reason
     assert code in err.value.message and message[:30] in err.value.message
     assert err.value.capacity is capacity
+    if in_lro:  # the LRO's top-level code wraps the real one
+        labels["code"] = "ReconcileVMSSAgentPoolFailed"
+        before = 0
+    assert REGISTRY.get_sample_value("kaito_provisioner_cloudprovider_errors_total", labels) >= before + 1
     # nothing leaks: a pool that failed inside the operation is deleted, the checkpoint is cleared
     assert arm.pools == {}
     assert checkpoint.value is None

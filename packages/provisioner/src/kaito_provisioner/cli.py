@@ -98,36 +98,48 @@ class _StaticToken:
         return None
 
 
+def _azure_provider(args: argparse.Namespace) -> Any:
+    from .providers.azure import AzureConfig, AzureProvider, _is_loopback
+
+    config = AzureConfig.from_env(
+        subscription_id=args.subscription_id,
+        resource_group=args.resource_group,
+        cluster_name=args.cluster_name,
+        location=args.location,
+        node_resource_group=args.node_resource_group,
+        arm_endpoint=args.arm_endpoint,
+        polling_interval=args.arm_polling_interval,
+    )
+    credential = None
+    if os.environ.get(STATIC_TOKEN_ENV):
+        if not _is_loopback(config.arm_endpoint):
+            raise ValueError(f"{STATIC_TOKEN_ENV} is only accepted with a loopback --arm-endpoint")
+        credential = _StaticToken(os.environ[STATIC_TOKEN_ENV])
+    return AzureProvider(config, credential=credential)
+
+
 async def _operator(args: argparse.Namespace, settings: Settings) -> None:
+    from kubernetes_asyncio.config import ConfigException
+
     from .kube import KubeClient
     from .operator import run
 
-    kube = await KubeClient.connect(args.kubeconfig)
-    provider: Any
-    if settings.provider == "kwok":
+    # Provider configuration first: a missing setting is reported before anything connects.
+    provider: Any = _azure_provider(args) if settings.provider == "azure" else None
+    try:
+        kube = await KubeClient.connect(args.kubeconfig)
+    except (ConfigException, OSError) as exc:
+        if provider is not None:
+            await provider.close()
+        raise ValueError(
+            f"no Kubernetes cluster configured ({exc}): pass --kubeconfig, set $KUBECONFIG, or run in a pod"
+        ) from None
+    if provider is None:
         from .providers.kwok import KwokProvider
 
         provider = KwokProvider(
             kube, launch_delay=settings.kwok_launch_delay, ready_delay=settings.kwok_ready_delay
         )
-    else:
-        from .providers.azure import AzureConfig, AzureProvider, _is_loopback
-
-        config = AzureConfig.from_env(
-            subscription_id=args.subscription_id,
-            resource_group=args.resource_group,
-            cluster_name=args.cluster_name,
-            location=args.location,
-            node_resource_group=args.node_resource_group,
-            arm_endpoint=args.arm_endpoint,
-            polling_interval=args.arm_polling_interval,
-        )
-        credential = None
-        if os.environ.get(STATIC_TOKEN_ENV):
-            if not _is_loopback(config.arm_endpoint):
-                raise ValueError(f"{STATIC_TOKEN_ENV} is only accepted with a loopback --arm-endpoint")
-            credential = _StaticToken(os.environ[STATIC_TOKEN_ENV])
-        provider = AzureProvider(config, credential=credential)
     await run(settings, provider, kube)
 
 

@@ -66,9 +66,8 @@ def observe_call(provider: str, method: str, code_of: Callable[[BaseException], 
     start = time.monotonic()
     try:
         yield
-    except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
-            CLOUD_ERRORS.labels(provider, method, code_of(exc)).inc()
+    except Exception as exc:
+        CLOUD_ERRORS.labels(provider, method, code_of(exc)).inc()
         raise
     finally:
         CLOUD_SECONDS.labels(provider, method).observe(time.monotonic() - start)

@@ -237,26 +237,8 @@ class AzureProvider:
         pool = await self._get_pool(name)
         state = pool.provisioning_state if pool is not None else None
         try:
-            if pool is None:
-                with observe_call(self.name, "create", arm_code):
-                    poller = await self.aks.agent_pools.begin_create_or_update(
-                        self.config.resource_group, self.config.cluster_name, name, parameters
-                    )
-                await checkpoint.save(poller.continuation_token())
-                log.info("azure: creating agent pool %s (%s)", name, parameters.vm_size)
-                pool = await poller.result()
-            elif token and (state in IN_PROGRESS or state == "Failed"):
-                log.info("azure: resuming the create of agent pool %s (state %s)", name, state)
-                poller = await self.aks.agent_pools.begin_create_or_update(
-                    self.config.resource_group,
-                    self.config.cluster_name,
-                    name,
-                    parameters,
-                    continuation_token=token,
-                )
-                pool = await poller.result()
-            elif state in IN_PROGRESS:
-                pool = await self._wait_pool(name)
+            with observe_call(self.name, "create", arm_code):
+                pool = await self._create_or_resume(claim, parameters, pool, state, token, checkpoint)
         except HttpResponseError as exc:
             error = to_provider_error(exc)
             await checkpoint.save(None)
@@ -268,6 +250,32 @@ class AzureProvider:
             raise CloudProviderError("LaunchFailed", f"agent pool {name} failed to provision; it was deleted")
         await checkpoint.save(None)
         return await self._instance(pool, with_vm=True)
+
+    async def _create_or_resume(
+        self,
+        claim: Claim,
+        parameters: aks_models.AgentPool,
+        pool: aks_models.AgentPool | None,
+        state: str | None,
+        token: str | None,
+        checkpoint: Checkpoint,
+    ) -> aks_models.AgentPool | None:
+        name = claim.name
+        rg, cluster = self.config.resource_group, self.config.cluster_name
+        if pool is None:
+            poller = await self.aks.agent_pools.begin_create_or_update(rg, cluster, name, parameters)
+            await checkpoint.save(poller.continuation_token())
+            log.info("azure: creating agent pool %s (%s)", name, claim.instance_type)
+            return await poller.result()
+        if token and (state in IN_PROGRESS or state == "Failed"):
+            log.info("azure: resuming the create of agent pool %s (state %s)", name, state)
+            poller = await self.aks.agent_pools.begin_create_or_update(
+                rg, cluster, name, parameters, continuation_token=token
+            )
+            return await poller.result()
+        if state in IN_PROGRESS:
+            return await self._wait_pool(name)
+        return pool
 
     async def delete(self, claim: Claim) -> None:
         name = claim.name
