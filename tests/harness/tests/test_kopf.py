@@ -35,7 +35,6 @@ def operator(
                 "-m",
                 "kopf",
                 "run",
-                "--standalone",
                 "--namespace",
                 "default",
                 "--verbose",

@@ -319,7 +319,9 @@ def test_standalone_process(tmp_path: Path, workspace_crd: Path) -> None:
             str(EXAMPLE) if EXAMPLE.exists() else "-",
             input=None if EXAMPLE.exists() else EXAMPLE_INLINE,
         )
-        assert "workspace-tuning-phi-3" in k.run("get", "workspace").stdout
+        lines = k.run("get", "workspace").stdout.splitlines()
+        assert lines[0].split()[:3] == ["NAME", "INSTANCE", "RESOURCEREADY"] and lines[0].split()[-1] == "AGE"
+        assert lines[1].startswith("workspace-tuning-phi-3")
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
