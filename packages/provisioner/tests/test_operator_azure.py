@@ -26,8 +26,8 @@ def env(tmp_path_factory):
         api = config.new_client_from_config(str(emu.kubeconfig))
         operators: list[OperatorProcess] = []
 
-        def start() -> OperatorProcess:
-            args = ["--provider", "azure", "--kubeconfig", str(emu.kubeconfig), *FAST]
+        def start(*extra: str) -> OperatorProcess:
+            args = ["--provider", "azure", "--kubeconfig", str(emu.kubeconfig), *FAST, *extra]
             args += ["--arm-endpoint", arm.url, "--arm-polling-interval", "0.2", "--no-machines"]
             environ = {
                 "ARM_SUBSCRIPTION_ID": SUB,
@@ -50,9 +50,9 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def operator(env):
-    """One operator shared by the tests that do not restart it."""
+    """One operator shared by the tests that do not restart it (short registration timeout)."""
     _, _, start = env
-    return start()
+    return start("--registration-timeout", "2")
 
 
 @pytest.fixture(autouse=True)
@@ -206,3 +206,14 @@ def test_orphaned_agent_pool_is_collected(env, operator):
     arm.add_pool("userpool1", labels={"team": "theirs"})
     wait_until(lambda: "wsorphan2" not in arm.pools, 30, what="orphan agent pool deleted")
     assert "userpool1" in arm.pools  # not ours: never touched
+
+
+def test_claim_whose_node_never_registers_is_deleted(env, operator):
+    arm, api, _ = env
+    objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    objs.create_cluster_custom_object(GROUP, "v1", "nodeclaims", nodeclaim("wsnojoin1", "Standard_NC6s_v3"))
+    wait_until(lambda: "wsnojoin1" in arm.pools, 30, what="agent pool")
+    wait_until(lambda: get(objs, "v1", "nodeclaims", "wsnojoin1") is None, 30, what="claim deleted")
+    assert "wsnojoin1" not in arm.pools
+    events = core.list_namespaced_event("default").items
+    assert any(e.reason == "RegistrationTimeout" for e in events if e.involved_object.name == "wsnojoin1")
