@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
     p.add_argument("--dashboard-port", type=int, default=8265)
+    p.add_argument("--ray-logs", action="store_true", help="show Ray worker logs here")
     p.add_argument("--work-dir", type=Path, default=None, help="default: .kaito/<workspace name>")
     p.add_argument("--once", metavar="PROMPT", default=None, help="ask PROMPT on /chat, print, and stop")
     p.add_argument("--max-new-tokens", type=int, default=48, help="for --once (default: %(default)s)")
@@ -111,7 +112,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 def _execute(steps: LocalSteps, args: argparse.Namespace, console: Console) -> int:
     from kaito_workspace.local.executor import ExecutionError, local_ray, run_tuning_step, start_serving
 
-    with local_ray(args.address, dashboard_port=args.dashboard_port) as session:
+    with local_ray(args.address, dashboard_port=args.dashboard_port, worker_logs=args.ray_logs) as session:
         if session.dashboard_url:
             console.print(f"Ray dashboard: {session.dashboard_url}")
         try:
@@ -132,7 +133,7 @@ def _execute(steps: LocalSteps, args: argparse.Namespace, console: Console) -> i
         console.print(f"endpoint: {endpoint}  (POST /chat, /v1/chat/completions, GET /v1/models)")
         console.print(
             f"try: curl -s {endpoint}/chat -H 'content-type: application/json' "
-            '-d \'{"prompt": "Hello"}\'',
+            '-d \'{"messages": [{"role": "user", "content": "Hello"}]}\'',
             soft_wrap=True,
         )
         if args.once is not None:
@@ -148,7 +149,12 @@ def _execute(steps: LocalSteps, args: argparse.Namespace, console: Console) -> i
 def _ask(endpoint: str, prompt: str, max_new_tokens: int) -> str:
     import httpx
 
-    body = {"prompt": prompt, "generate_kwargs": {"max_new_tokens": max_new_tokens, "do_sample": False}}
+    # `messages` applies the model's chat template (a bare `prompt` is raw text completion, as in Kaito).
+    body = {
+        "messages": [{"role": "user", "content": prompt}],
+        "return_full_text": False,
+        "generate_kwargs": {"max_new_tokens": max_new_tokens, "do_sample": False},
+    }
     try:
         response = httpx.post(f"{endpoint}/chat", json=body, timeout=300)
     except httpx.HTTPError as exc:

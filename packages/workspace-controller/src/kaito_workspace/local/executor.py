@@ -7,6 +7,7 @@ the runtime configs the planner produced. Everything binds to 127.0.0.1 unless t
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -38,20 +39,28 @@ def _prepare_loopback_env() -> None:
 
 
 @contextlib.contextmanager
-def local_ray(address: str | None = None, *, dashboard_port: int = 8265) -> Iterator[RaySession]:
-    """Start a Ray on 127.0.0.1 (or join `address`), and shut Serve and Ray down on the way out."""
+def local_ray(
+    address: str | None = None, *, dashboard_port: int = 8265, worker_logs: bool = False
+) -> Iterator[RaySession]:
+    """Start a Ray on 127.0.0.1 (or join `address`), and shut Serve and Ray down on the way out.
+
+    Worker logs stay in Ray's log directory unless `worker_logs`: failures still surface as exceptions
+    with the runtime's message, and progress comes from the progress file.
+    """
     _prepare_loopback_env()
     import ray
 
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    common: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": worker_logs}
     if address:
-        context = ray.init(address=address, logging_level="WARNING")
+        context = ray.init(address=address, **common)
     else:
         context = ray.init(
             _node_ip_address="127.0.0.1",
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=dashboard_port,
-            logging_level="WARNING",
+            **common,
         )
     dashboard = getattr(context, "dashboard_url", None) or None
     session = RaySession(
