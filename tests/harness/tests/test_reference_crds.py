@@ -144,3 +144,41 @@ def test_ray_objects_invalid_rejected(emu: KubeApiEmulator) -> None:
     rj["spec"]["rayClusterSpec"] = rc["spec"]
     rj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["name"] = "head"
     assert create(emu, rj)["spec"]["entrypoint"] == "python x.py"
+
+
+def test_cel_rules_of_reference_crds(emu: KubeApiEmulator) -> None:
+    """NodeClaim's x-kubernetes-validations: requirement rules, restricted label domains, immutable spec."""
+    base = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodeClaim",
+        "metadata": {"name": "cel"},
+        "spec": {
+            "nodeClassRef": {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"},
+            "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": []}],
+        },
+    }
+    got = causes(emu, base)
+    assert any("requirements with operator 'In' must have a value defined" in m for m in got.values()), got
+    restricted = copy.deepcopy(base)
+    restricted["spec"]["requirements"] = [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["x"]}
+    ]
+    got = causes(emu, restricted)
+    assert got == {
+        "spec.requirements[0].key": 'Invalid value: "string": label "kubernetes.io/hostname" is restricted'
+    }
+    ok = copy.deepcopy(base)
+    ok["spec"]["requirements"][0]["values"] = ["Standard_NC6s_v3"]
+    created = create(emu, ok)
+    c = emu.cluster
+    info = next(i for i in c.infos() if i.kind == "NodeClaim")
+    changed = copy.deepcopy(created)
+    changed["spec"]["requirements"][0]["values"] = ["Standard_NC12s_v3"]
+    with pytest.raises(ApiError) as e:
+        c.update(info, "v1", "", "cel", changed, None, WriteOptions(field_manager="t"))
+    assert e.value.code == 422 and "spec is immutable" in e.value.message
+    status = copy.deepcopy(created)
+    status["status"] = {"providerID": "azure:///x"}
+    assert c.update(info, "v1", "", "cel", status, "status", WriteOptions(field_manager="t"))["status"][
+        "providerID"
+    ]

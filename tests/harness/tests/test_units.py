@@ -220,3 +220,47 @@ def test_human_age_and_versions() -> None:
         "v1alpha1",
         "foo",
     ]
+
+
+CEL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "min must not exceed max", "fieldPath": ".min"},
+                {
+                    "rule": "self.name.lowerAscii() == self.name",
+                    "messageExpression": "'name ' + self.name + ' not lower'",
+                },
+                {"rule": "!has(self.banned)", "message": "not allowed", "reason": "FieldValueForbidden"},
+                {"rule": "self.min == oldSelf.min", "message": "min is immutable"},
+                {"rule": "self.name.someUnknownFunction()", "message": "never evaluated"},
+            ],
+            "properties": {
+                "min": {"type": "integer"},
+                "max": {"type": "integer"},
+                "name": {"type": "string"},
+                "banned": {"type": "string"},
+            },
+        }
+    },
+}
+
+
+def test_cel_rules() -> None:
+    warnings: list[str] = []
+    ok = {"spec": {"min": 1, "max": 2, "name": "abc"}}
+    assert schema.validate(ok, CEL_SCHEMA, None, warnings) == []
+    assert len(warnings) == 1 and "someUnknownFunction" in warnings[0]  # reported, not silently passed
+    bad = {"spec": {"min": 3, "max": 2, "name": "ABC", "banned": "x"}}
+    errs = {e.field: (e.reason, e.detail) for e in schema.validate(bad, CEL_SCHEMA, None, [])}
+    assert errs["spec.min"] == ("FieldValueInvalid", 'Invalid value: "object": min must not exceed max')
+    assert errs["spec"] in {
+        ("FieldValueInvalid", 'Invalid value: "object": name ABC not lower'),
+        ("FieldValueForbidden", "Forbidden: not allowed"),
+    }
+    assert len([e for e in schema.validate(bad, CEL_SCHEMA, None, []) if e.field == "spec"]) == 2
+    changed = {"spec": {"min": 0, "max": 2, "name": "abc"}}
+    errs2 = schema.validate(changed, CEL_SCHEMA, ok, [])
+    assert [e.detail for e in errs2] == ['Invalid value: "object": min is immutable']

@@ -179,7 +179,7 @@ class Cluster:
         return obj
 
     def _admit_schema(
-        self, info: ResourceInfo, version: str, obj: Obj, opts: WriteOptions
+        self, info: ResourceInfo, version: str, obj: Obj, opts: WriteOptions, old: Obj | None = None
     ) -> builtins.list[FieldError]:
         """CRs: prune unknown fields (per fieldValidation), apply defaults, validate."""
         sch = info.schemas.get(version)
@@ -196,7 +196,7 @@ class Cluster:
         if opts.field_validation != "Ignore":
             opts.warnings.extend(f'unknown field "{p}"' for p in pruned)
         schema.apply_defaults(obj, sch)
-        return schema.validate(obj, sch)
+        return schema.validate(obj, sch, old, opts.warnings)
 
     def _invalid(self, info: ResourceInfo, name: str, errs: builtins.list[FieldError]) -> ApiError:
         return invalid(info.kind, info.group, name, errs)
@@ -397,7 +397,9 @@ class Cluster:
         errs = behaviours.validate_meta(info, new)
         if errs:
             raise self._invalid(info, name, errs)
-        errs = self._admit_schema(info, version, new, opts) + behaviours.on_update(info, old, new, self._ips)
+        errs = self._admit_schema(info, version, new, opts, old) + behaviours.on_update(
+            info, old, new, self._ips
+        )
         if info.key == CRD_KEY:
             errs += crds.validate_crd(new)
         if errs:

@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 
+from . import cel
 from . import jsoncopy as copy
 from .errors import FieldError
 
@@ -128,18 +129,19 @@ def _convert(schema: Any) -> Any:
     return out
 
 
-_VALIDATORS: dict[int, tuple[Schema, jsonschema.Draft4Validator]] = {}
+_VALIDATORS: dict[int, tuple[Schema, jsonschema.Draft4Validator, bool]] = {}
 
 
-def _validator(schema: Schema) -> jsonschema.Draft4Validator:
-    """Compiled validators, cached per schema object (CRD schemas are kept, not rebuilt, per request)."""
+def _validator(schema: Schema) -> tuple[jsonschema.Draft4Validator, bool]:
+    """Compiled validator and whether CEL rules exist, cached per schema object (CRD schemas are kept,
+    not rebuilt, per request)."""
     hit = _VALIDATORS.get(id(schema))
     if hit is None or hit[0] is not schema:
         if len(_VALIDATORS) > 256:
             _VALIDATORS.clear()
-        hit = (schema, jsonschema.Draft4Validator(_convert(schema)))
+        hit = (schema, jsonschema.Draft4Validator(_convert(schema)), cel.has_rules(schema))
         _VALIDATORS[id(schema)] = hit
-    return hit[1]
+    return hit[1], hit[2]
 
 
 def _go_type(v: Any) -> str:
@@ -261,17 +263,27 @@ def _list_map_errors(value: Any, schema: Schema | None, path: list[Any], out: li
             _list_map_errors(v, sub, [*path, k], out)
 
 
-def validate(obj: dict[str, Any], schema: Schema) -> list[FieldError]:
-    """Validate a custom resource against its openAPIV3Schema; metadata checks only name/generateName."""
+def _subject(obj: dict[str, Any], schema: Schema) -> dict[str, Any]:
     md = obj.get("metadata") or {}
     subject = {k: v for k, v in obj.items() if k != "metadata"}
-    md_schema = (_properties(schema) or {}).get("metadata")
-    if md_schema:
+    if (_properties(schema) or {}).get("metadata"):
         subject["metadata"] = {k: md[k] for k in ("name", "generateName") if k in md}
-    validator = _validator(schema)
+    return subject
+
+
+def validate(
+    obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None = None, warnings: list[str] | None = None
+) -> list[FieldError]:
+    """Validate a custom resource against its openAPIV3Schema (metadata: only name/generateName), then,
+    if that passes, its CEL rules (`old`: the stored object, for transition rules)."""
+    subject = _subject(obj, schema)
+    validator, has_rules = _validator(schema)
     errors: list[FieldError] = []
     for err in validator.iter_errors(subject):
         errors.extend(_map_error(err))
     _list_map_errors(subject, schema, [], errors)
+    if not errors and has_rules:
+        old_subject: Any = _subject(old, schema) if old is not None else cel.UNSET
+        cel.validate(subject, old_subject, schema, [], errors, warnings if warnings is not None else [])
     errors.sort(key=lambda e: e.field)
     return errors
