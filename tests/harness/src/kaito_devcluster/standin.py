@@ -150,16 +150,23 @@ class KubeRayStandin:
 
     # ------------------------------------------------------------------------------------ loop
     async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.reconcile_once()
-            except Exception:  # keep serving: one bad object or a hiccup must not stop the stand-in
-                log.exception("KubeRay stand-in: reconcile failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.settings.interval)
+        """Reconcile until `stop()`; then stop running Ray jobs and the forwarders."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.reconcile_once()
+                except Exception:  # keep serving: one bad object or a hiccup must not stop the stand-in
+                    log.exception("KubeRay stand-in: reconcile failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.settings.interval)
+        finally:
+            await self._shutdown()
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """Ask `run()` to finish (call on the stand-in's event loop)."""
         self._stop.set()
+
+    async def _shutdown(self) -> None:
         for run in self.jobs.values():
             if run.submitted and not run.finished:
                 await self.dashboard.stop_job(run.job_id)

@@ -130,6 +130,9 @@ class Materializer:
                 (path / name).parent.mkdir(parents=True, exist_ok=True)
                 (path / name).write_bytes(self._rewrite_file(data, out.directories))
         await self._env(templates[0], out)
+        # Env values naming container paths (e.g. a config file) point at the local directories too.
+        plain = {k: v for k, v in out.env.items() if k not in out.secret_env}
+        out.env.update(rewrite_paths(plain, out.directories))
         return out
 
     @staticmethod
