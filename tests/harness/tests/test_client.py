@@ -551,3 +551,31 @@ def test_crd_deletion_removes_resources(
     with pytest.raises(ApiException) as e:
         ext.create_custom_resource_definition({**doc, "metadata": {"name": "wrong.test.example.com"}})
     assert e.value.status == 422 and "metadata.name" in status_of(e.value)["message"]
+
+
+def test_pod_spec_immutable_and_binding(core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod(
+        "default", {"metadata": {"name": "imm"}, "spec": {"containers": [{"name": "c", "image": "img:1"}]}}
+    )
+    p = core.patch_namespaced_pod(
+        "imm", "default", {"spec": {"containers": [{"name": "c", "image": "img:2"}]}}
+    )
+    assert p.spec.containers[0].image == "img:2"
+    with pytest.raises(ApiException) as e:
+        core.patch_namespaced_pod("imm", "default", {"spec": {"nodeName": "n1"}})
+    assert e.value.status == 422 and "pod updates may not change fields" in status_of(e.value)["message"]
+    core.create_namespaced_pod_binding(
+        "imm",
+        "default",
+        {"metadata": {"name": "imm"}, "target": {"kind": "Node", "name": "n1"}},
+        _preload_content=False,
+    )
+    assert core.read_namespaced_pod("imm", "default").spec.node_name == "n1"
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_pod_binding(
+            "imm",
+            "default",
+            {"metadata": {"name": "imm"}, "target": {"kind": "Node", "name": "n2"}},
+            _preload_content=False,
+        )
+    assert e.value.status == 409

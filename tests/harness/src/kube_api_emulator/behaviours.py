@@ -162,23 +162,7 @@ def on_create(info: ResourceInfo, obj: Obj, ips: ServiceIPs) -> list[FieldError]
         errs = _pod_errors(obj)
         if errs:
             return errs
-        spec = obj["spec"]
-        spec.setdefault("restartPolicy", "Always")
-        spec.setdefault("dnsPolicy", "ClusterFirst")
-        spec.setdefault("schedulerName", "default-scheduler")
-        spec.setdefault("terminationGracePeriodSeconds", 30)
-        spec.setdefault("serviceAccountName", "default")
-        spec.setdefault("securityContext", {})
-        for c in spec["containers"]:
-            c.setdefault("terminationMessagePath", "/dev/termination-log")
-            c.setdefault("terminationMessagePolicy", "File")
-            c.setdefault(
-                "imagePullPolicy",
-                "Always"
-                if str(c.get("image", "")).endswith(":latest") or ":" not in str(c.get("image", ""))
-                else "IfNotPresent",
-            )
-            c.setdefault("resources", {})
+        _pod_defaults(obj["spec"])
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
     elif key == ("", "services"):
         return _service_defaults(obj, None, ips)
@@ -199,7 +183,52 @@ def on_update(info: ResourceInfo, old: Obj, new: Obj, ips: ServiceIPs) -> list[F
     elif key == ("", "secrets"):
         return _secret_data(new)
     elif key == ("", "pods"):
-        return _pod_errors(new)
+        return _pod_errors(new) or _pod_update_errors(old, new)
+    return []
+
+
+# What a pod update may change in spec (the real server's rule, simplified: tolerations may change freely).
+_POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates")
+
+
+def _pod_defaults(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("serviceAccountName", "default")
+    spec.setdefault("securityContext", {})
+    for c in spec.get("containers") or []:
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        image = str(c.get("image", ""))
+        c.setdefault(
+            "imagePullPolicy", "Always" if image.endswith(":latest") or ":" not in image else "IfNotPresent"
+        )
+        c.setdefault("resources", {})
+
+
+def _pod_update_errors(old: Obj, new: Obj) -> list[FieldError]:
+    """Pod specs are immutable but for images and a few fields; nodeName is set through pods/binding."""
+    _pod_defaults(new["spec"])
+
+    def comparable(spec: Obj) -> Obj:
+        out = {k: v for k, v in spec.items() if k not in _POD_MUTABLE}
+        for kind in ("containers", "initContainers"):
+            out[kind] = [{k: v for k, v in c.items() if k != "image"} for c in spec.get(kind) or []]
+        return out
+
+    if comparable(old.get("spec") or {}) != comparable(new["spec"]):
+        return [
+            FieldError(
+                "spec",
+                "FieldValueForbidden",
+                "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
+                "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only "
+                "additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be "
+                "set to 1 if it was previously negative)",
+            )
+        ]
     return []
 
 

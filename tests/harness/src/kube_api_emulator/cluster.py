@@ -534,6 +534,24 @@ class Cluster:
             self._applied[(old["metadata"]["uid"], opts.field_manager)] = applied
         return result, False
 
+    def bind_pod(self, ns: str, name: str, binding: Any) -> Obj:
+        """pods/binding (what a scheduler does): set spec.nodeName once."""
+        info = self.types[("", "pods")]
+        target = (binding or {}).get("target") or {}
+        if not target.get("name"):
+            raise self._invalid(
+                info, name, [FieldError("target.name", "FieldValueRequired", "Required value")]
+            )
+        pod = self.store.get(info.key, ns, name)
+        if pod is None:
+            raise not_found("pods", "", name)
+        current = pod["spec"].get("nodeName")
+        if current:
+            raise conflict("pods", "", name, f'pod {name} is already assigned to node "{current}"')
+        pod["spec"]["nodeName"] = target["name"]
+        self.store.put(info.key, pod, "MODIFIED")
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
     # ---- delete & garbage collection ----
 
     def delete(

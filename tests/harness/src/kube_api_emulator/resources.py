@@ -130,7 +130,6 @@ def builtin_resources() -> list[ResourceInfo]:
                 "attach",
                 "portforward",
                 "proxy",
-                "binding",
                 "eviction",
                 "ephemeralcontainers",
                 "resize",

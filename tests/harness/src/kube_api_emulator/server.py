@@ -306,6 +306,9 @@ class KubeApiEmulator:
         if sub is not None:
             if sub == "status" and info.status_subresource:
                 pass
+            elif sub == "binding" and info.key == ("", "pods") and request.method == "POST" and name:
+                body = await _read_body(request)
+                return _json_response(c.bind_pod(ns or "", name, body), 201)
             elif sub in info.extra_subresources or sub in ("scale", "finalize"):
                 raise not_implemented(f"the {plural}/{sub} subresource")
             else:
