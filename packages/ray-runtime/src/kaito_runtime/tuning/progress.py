@@ -61,7 +61,9 @@ class ProgressCallback(UserCallback):
         rank0 = metrics[0] if metrics else {}
         numbers = {k: rank0.get(k) for k in PROGRESS_KEYS if k in rank0}
         saved = f"; checkpoint at step {rank0.get('step')}" if checkpoint is not None else ""
-        message = f"training: step {rank0.get('step')} of {rank0.get('total_steps')}{saved}"
+        resumed = rank0.get("resumed_from_step")
+        resumed = f" (resumed from step {resumed})" if resumed else ""
+        message = f"training: step {rank0.get('step')} of {rank0.get('total_steps')}{resumed}{saved}"
         self.progress.write("Running", message, **numbers)
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
