@@ -264,3 +264,14 @@ def test_cel_rules() -> None:
     changed = {"spec": {"min": 0, "max": 2, "name": "abc"}}
     errs2 = schema.validate(changed, CEL_SCHEMA, ok, [])
     assert [e.detail for e in errs2] == ['Invalid value: "object": min is immutable']
+
+
+def test_validation_ratcheting() -> None:
+    """Updates do not fail on values they did not change (Kubernetes >= 1.33), but do on changed ones."""
+    old = {"spec": {"n": 9, "s": "toolong"}}
+    assert schema.validate({"spec": {"n": 9, "s": "toolong"}, "status": {}}, SCHEMA, old) == []
+    errs = schema.validate({"spec": {"n": 8, "s": "toolong"}}, SCHEMA, old)
+    assert [e.field for e in errs] == ["spec.n"]
+    assert [e.field for e in schema.validate({"spec": {}}, SCHEMA, old)] == [
+        "spec.n"
+    ]  # removing a required field

@@ -8,6 +8,7 @@ jsonschema's errors to Kubernetes field errors with field paths.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -285,5 +286,31 @@ def validate(
     if not errors and has_rules:
         old_subject: Any = _subject(old, schema) if old is not None else cel.UNSET
         cel.validate(subject, old_subject, schema, [], errors, warnings if warnings is not None else [])
+    if old is not None:
+        errors = [e for e in errors if not _unchanged(e.field, obj, old)]
     errors.sort(key=lambda e: e.field)
     return errors
+
+
+_MISSING = object()
+_PATH_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _at(obj: Any, field: str) -> Any:
+    cur = obj
+    for name, index in _PATH_RE.findall(field):
+        if name:
+            if not isinstance(cur, dict) or name not in cur:
+                return _MISSING
+            cur = cur[name]
+        else:
+            if not isinstance(cur, list) or int(index) >= len(cur):
+                return _MISSING
+            cur = cur[int(index)]
+    return cur
+
+
+def _unchanged(field: str, new: Any, old: Any) -> bool:
+    """Validation ratcheting (GA since Kubernetes 1.33): an update does not fail on a value it did not
+    change."""
+    return bool(field) and _at(new, field) == _at(old, field)
