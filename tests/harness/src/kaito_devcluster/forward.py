@@ -26,9 +26,15 @@ class Forwarder:
     """`127.0.0.1:<port>` -> `target()` + the request path. `target` returns a base URL or None."""
 
     def __init__(
-        self, name: str, target: Callable[[], str | None], host: str = "127.0.0.1", port: int = 0
+        self,
+        name: str,
+        target: Callable[[], str | None],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_request: Callable[[web.Request], None] | None = None,
     ) -> None:
         self.name = name
+        self.on_request = on_request
         self.target = target
         self.host = host
         self.port = port
@@ -59,6 +65,8 @@ class Forwarder:
             self._session = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.on_request is not None:
+            self.on_request(request)
         base = self.target()
         if base is None or self._session is None:
             return web.json_response(
