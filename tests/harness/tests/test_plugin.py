@@ -36,3 +36,10 @@ async def test_async_context_manager() -> None:
 @pytest.mark.kube_api_crds("/dev/null")
 def test_crd_marker_accepts_paths(kube_api: KubeApiEmulator) -> None:
     assert _get(kube_api.url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"] == []
+
+
+def test_module_fixture_and_call(kube_api_module: KubeApiEmulator) -> None:
+    names = kube_api_module.call(
+        lambda: [o["metadata"]["name"] for o in kube_api_module.cluster.store.list(("", "namespaces"))]
+    )
+    assert "kube-system" in names

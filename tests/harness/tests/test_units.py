@@ -275,3 +275,28 @@ def test_validation_ratcheting() -> None:
     assert [e.field for e in schema.validate({"spec": {}}, SCHEMA, old)] == [
         "spec.n"
     ]  # removing a required field
+
+
+def test_crd_selectable_fields() -> None:
+    from kube_api_emulator.resources import from_crd
+
+    crd = {
+        "metadata": {"name": "ws.g.io"},
+        "spec": {
+            "group": "g.io",
+            "scope": "Namespaced",
+            "names": {"plural": "ws", "kind": "W"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "selectableFields": [{"jsonPath": ".spec.color"}],
+                    "schema": {"openAPIV3Schema": {"type": "object"}},
+                }
+            ],
+        },
+    }
+    info = from_crd(crd)
+    match = parse_field_selector("spec.color=red", info.kind, info.selectable_fields)
+    assert match({"metadata": {}, "spec": {"color": "red"}}) and not match({"metadata": {}, "spec": {}})

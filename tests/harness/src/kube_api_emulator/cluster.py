@@ -109,7 +109,7 @@ class Cluster:
         cont: str | None = None,
     ) -> Obj:
         match_labels = parse_label_selector(label_selector)
-        match_fields = parse_field_selector(field_selector, info.kind)
+        match_fields = parse_field_selector(field_selector, info.kind, info.selectable_fields)
         objs = self.store.list(info.key, ns if info.namespaced else None)
         objs = [o for o in objs if match_labels(o["metadata"].get("labels") or {}) and match_fields(o)]
         md: Obj = {"resourceVersion": str(self.store.resource_version)}

@@ -36,6 +36,7 @@ class ResourceInfo:
     name_rule: str = NAME_SUBDOMAIN
     extra_subresources: tuple[str, ...] = ()  # known upstream but not implemented here (answer 501)
     crd_name: str | None = None
+    selectable_fields: set[str] = field(default_factory=set)  # CRD selectableFields, as "spec.x"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -299,5 +300,11 @@ def from_crd(crd: dict[str, Any]) -> ResourceInfo:
         builtin=False,
         status_on_create="drop" if status_sub else "keep",
         crd_name=crd["metadata"]["name"],
+        selectable_fields={
+            str(f.get("jsonPath", "")).lstrip(".")
+            for v in spec["versions"]
+            for f in v.get("selectableFields") or []
+            if f.get("jsonPath")
+        },
         extra_subresources=("scale",) if scale else (),
     )

@@ -472,7 +472,7 @@ class KubeApiEmulator:
         field_sel = q.get("fieldSelector")
         if name:
             field_sel = f"metadata.name={name}" + (f",{field_sel}" if field_sel else "")
-        match_fields = parse_field_selector(field_sel, info.kind)
+        match_fields = parse_field_selector(field_sel, info.kind, info.selectable_fields)
         ns_filter = ns if info.namespaced else None
 
         def matches(o: dict[str, Any] | None) -> bool:
