@@ -706,3 +706,88 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any] | None:
     except httpx.HTTPError:
         return None
     return r.json() if r.status_code == 200 else None
+
+
+def test_byo_nodes_and_byo_mode(cluster: Cluster) -> None:
+    node = "byo-gpu-1"
+    cluster.req(
+        "POST",
+        "/api/v1/nodes",
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": {"apps": "phi-byo"}}},
+    )
+    cluster.patch_status(
+        f"/api/v1/nodes/{node}",
+        {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}],
+            "allocatable": {"nvidia.com/gpu": "2"},
+        },
+    )
+    ws = inference_ws("phi-byo")
+    del ws["resource"]["instanceType"]
+    waiting = inference_ws("phi-byo-wait")
+    del waiting["resource"]["instanceType"]
+    with running_operator(cluster, node_provisioner="byo"):
+        cluster.apply(ws)
+        svc = wait_for(
+            "RayService", lambda: cluster.get(f"/apis/ray.io/v1/namespaces/{NS}/rayservices/phi-byo")
+        )
+        worker = svc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+        assert worker["resources"]["limits"]["nvidia.com/gpu"] == "2"  # all GPUs of the BYO node
+        got = wait_for(
+            "worker nodes", lambda: (cluster.workspace("phi-byo").get("status") or {}).get("workerNodes")
+        )
+        assert got == [node]
+        assert cluster.nodeclaims("phi-byo") == []
+        # Without matching nodes, byo mode waits and says so (no NodeClaim).
+        cluster.apply(waiting)
+        c = wait_for("waiting", lambda: condition(cluster.workspace("phi-byo-wait"), "ResourceReady"))
+        assert c["status"] == "False" and "labelSelector" in c["message"]
+        assert cluster.nodeclaims("phi-byo-wait") == []
+        for name in ("phi-byo", "phi-byo-wait"):
+            cluster.req("DELETE", f"/apis/kaito.sh/v1beta1/namespaces/{NS}/workspaces/{name}")
+        wait_for(
+            "gone", lambda: cluster.workspace("phi-byo") is None and cluster.workspace("phi-byo-wait") is None
+        )
+
+
+def test_tuning_spec_change_recreates_the_rayjob(cluster: Cluster) -> None:
+    ws = tuning_ws("tune-rev", url="http://127.0.0.1:9/data.jsonl")  # loopback: allowed in local mode only
+    with running_operator(cluster, local=True):
+        cluster.apply(ws)
+        wait_for("a NodeClaim", lambda: cluster.nodeclaims("tune-rev"))
+        cluster.make_nodes_ready("tune-rev")
+        job_path = f"/apis/ray.io/v1/namespaces/{NS}/rayjobs/tune-rev"
+        first = wait_for("RayJob", lambda: cluster.get(job_path))
+        cluster.req(
+            "PATCH",
+            f"/apis/kaito.sh/v1beta1/namespaces/{NS}/workspaces/tune-rev",
+            {"tuning": {"input": {"urls": ["http://127.0.0.1:9/other.jsonl"]}}},
+            "application/merge-patch+json",
+        )
+        second = wait_for(
+            "a new RayJob",
+            lambda: (j := cluster.get(job_path)) and j["metadata"]["uid"] != first["metadata"]["uid"] and j,
+        )
+        assert (
+            second["metadata"]["annotations"]["kaito.sh/revision"]
+            != first["metadata"]["annotations"]["kaito.sh/revision"]
+        )
+        cm = cluster.get(f"/api/v1/namespaces/{NS}/configmaps/tune-rev-runtime")
+        assert "other.jsonl" in cm["data"]["tune.yaml"]
+        assert any(e["reason"] == "RayJobRecreated" for e in cluster.events("tune-rev"))
+        cluster.req("DELETE", f"/apis/kaito.sh/v1beta1/namespaces/{NS}/workspaces/tune-rev")
+        wait_for("gone", lambda: cluster.workspace("tune-rev") is None)
+    # Without local mode the same loopback URL is refused.
+    with running_operator(cluster):
+        cluster.apply(tuning_ws("tune-loop", url="http://127.0.0.1:9/data.jsonl"))
+        c = wait_for(
+            "invalid",
+            lambda: (
+                condition(cluster.workspace("tune-loop"), "WorkspaceReady").get("reason")
+                == "InvalidWorkspace"
+                and condition(cluster.workspace("tune-loop"), "WorkspaceReady")
+            ),
+        )
+        assert "127.0.0.1" in c["message"] or "loopback" in c["message"]
+        cluster.req("DELETE", f"/apis/kaito.sh/v1beta1/namespaces/{NS}/workspaces/tune-loop")
+        wait_for("gone", lambda: cluster.workspace("tune-loop") is None)

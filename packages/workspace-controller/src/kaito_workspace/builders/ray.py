@@ -185,7 +185,8 @@ def build_rayjob(plan: Plan) -> dict[str, Any]:
     if t.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = t.active_deadline_seconds
     meta = owned_metadata(plan.workspace, ray_name(plan.workspace.name))
-    meta["annotations"] = {ANNOTATION_REVISION: revision(spec)}
+    # The config travels in a ConfigMap, so it is part of the job's revision too.
+    meta["annotations"] = {ANNOTATION_REVISION: revision({"spec": spec, "config": t.config})}
     return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": meta, "spec": spec}
 
 

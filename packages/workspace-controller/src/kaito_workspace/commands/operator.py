@@ -57,6 +57,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--health-port", type=int, default=8080, help="/healthz, /readyz and /metrics")
     p.add_argument("--resync-seconds", type=float, default=10.0)
     p.add_argument("--progress-seconds", type=float, default=15.0)
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="the user's own machine (dev cluster): allow loopback data URLs and hostPath volumes",
+    )
     p.add_argument("--kubeconfig", type=Path, default=None)
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
@@ -88,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "resync_seconds": args.resync_seconds,
         "progress_seconds": args.progress_seconds,
         "kubeconfig": args.kubeconfig,
+        "local": args.local,
     }
     if args.runtime_image:
         kwargs["runtime_image"] = args.runtime_image

@@ -43,6 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime-image", default=None, help="Ray runtime image (default: %(default)s)")
     p.add_argument("--ray-version", default=DEFAULT_RAY_VERSION)
     p.add_argument("--namespace", "-n", default=None, help="namespace for workspaces that do not set one")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="validate for the user's own machine (loopback data URLs and hostPath volumes allowed)",
+    )
     p.set_defaults(func=run)
 
 
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         if args.namespace and not doc.get("metadata", {}).get("namespace"):
             doc.setdefault("metadata", {})["namespace"] = args.namespace
         name = doc.get("metadata", {}).get("name", "?")
-        problems = validate_workspace(doc, config_maps=config_maps)
+        problems = validate_workspace(doc, config_maps=config_maps, local=args.local)
         ws, _ = parse_workspace(doc)
         if problems or ws is None:
             failed = True

@@ -34,9 +34,11 @@ class State:
         self.health_port: int | None = None
 
 
-def admission_problems(body: dict[str, Any], old: dict[str, Any] | None, catalog: Any = None) -> list[str]:
+def admission_problems(
+    body: dict[str, Any], old: dict[str, Any] | None, catalog: Any = None, *, local: bool = False
+) -> list[str]:
     """What the webhook rejects: every validation problem of the new object (and immutability vs old)."""
-    problems = validate_workspace(body, old=old or None, presets=catalog)
+    problems = validate_workspace(body, old=old or None, presets=catalog, local=local)
     return [f"{p.path or '<root>'}: {p.message}" + (f" (hint: {p.hint})" if p.hint else "") for p in problems]
 
 
@@ -107,7 +109,7 @@ def register(
             doc = dict(body)
             ws_obj, _ = parse_workspace(doc)
             catalog = state.reconciler.catalog if state.reconciler else None
-            problems = admission_problems(doc, dict(old) if old else None, catalog)
+            problems = admission_problems(doc, dict(old) if old else None, catalog, local=settings.local)
             metrics.ADMISSION_TOTAL.labels(allowed=str(not problems).lower()).inc()
             if problems:
                 name = (ws_obj.name if ws_obj else doc.get("metadata", {}).get("name")) or "workspace"

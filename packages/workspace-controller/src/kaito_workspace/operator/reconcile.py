@@ -217,7 +217,9 @@ class Reconciler:
         if ws is None:
             return await self._invalid(body, [f"{p.path}: {p.message}" for p in parse_problems])
         config_maps, cm_problems = await self._config_maps(ws)
-        problems = validate_workspace(body, config_maps=config_maps, presets=self.catalog)
+        problems = validate_workspace(
+            body, config_maps=config_maps, presets=self.catalog, local=self.settings.local
+        )
         if problems or cm_problems:
             return await self._invalid(
                 body,

@@ -29,6 +29,8 @@ def build_registry(settings: OperatorSettings, state: State) -> kopf.OperatorReg
         settings.posting.level = logging.WARNING  # our own Events are posted by the reconciler
         settings.watching.server_timeout = 60
         settings.networking.request_timeout = 30
+        # A deleted workspace's finalizer waits for its resync timer to exit: check often, not every 60 s.
+        settings.background.cancellation_polling = 0.5
         if opts.webhook == "on":
             settings.admission.server = kopf.WebhookServer(
                 addr=opts.webhook_host,

@@ -33,6 +33,8 @@ class OperatorSettings(BaseModel):
     #: How often tuning progress is fetched from the Ray dashboard while a job runs, seconds.
     progress_seconds: float = 15.0
     node_class: str = "image-family-ubuntu"
+    #: The user's own machine (the dev cluster): loopback data URLs and hostPath volumes are allowed.
+    local: bool = False
     kubeconfig: Path | None = None
 
     def planner(self) -> PlannerSettings:
