@@ -56,6 +56,7 @@ def local_ray(
         context = ray.init(address=address, **common)
     else:
         context = ray.init(
+            address="local",  # always a new Ray: never attach to another one found on the machine
             _node_ip_address="127.0.0.1",
             include_dashboard=True,
             dashboard_host="127.0.0.1",
