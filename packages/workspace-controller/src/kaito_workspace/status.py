@@ -304,8 +304,9 @@ def compute_conditions(obs: Observed) -> tuple[list[Cond], str]:
         else:
             state = STATE_PENDING
     else:
-        inf = inference_condition(obs.rayservice) if res.status == "True" or obs.rayservice else None
-        if inf is None:
+        if res.status == "True" or obs.rayservice:
+            inf = inference_condition(obs.rayservice)
+        else:
             inf = Cond(
                 type=CONDITION_INFERENCE_READY, status="False", reason="WaitingForNodes", message=res.message
             )

@@ -45,7 +45,7 @@ def admission_problems(
 def register(
     registry: kopf.OperatorRegistry, settings: OperatorSettings, state: State, *, webhook: bool
 ) -> None:
-    ws = {"group": GROUP, "version": "v1beta1", "plural": "workspaces"}
+    ws = (GROUP, "v1beta1", "workspaces")
 
     def reconciler() -> Reconciler:
         if state.reconciler is None:
@@ -55,18 +55,19 @@ def register(
     async def reconcile(namespace: str, name: str) -> None:
         await reconciler().reconcile(namespace, name)
 
-    @kopf.on.resume(**ws, registry=registry)
-    @kopf.on.create(**ws, registry=registry)
-    @kopf.on.update(**ws, registry=registry)
-    async def on_workspace(name: str, namespace: str, **_: Any) -> None:
-        await reconcile(namespace, name)
+    @kopf.on.resume(*ws, registry=registry)
+    @kopf.on.create(*ws, registry=registry)
+    @kopf.on.update(*ws, registry=registry)
+    async def on_workspace(**kwargs: Any) -> None:
+        await reconcile(kwargs["namespace"], kwargs["name"])
 
-    @kopf.timer(**ws, interval=settings.resync_seconds, sharp=False, registry=registry)
-    async def resync(name: str, namespace: str, **_: Any) -> None:
-        await reconcile(namespace, name)
+    @kopf.timer(*ws, interval=settings.resync_seconds, sharp=False, registry=registry)
+    async def resync(**kwargs: Any) -> None:
+        await reconcile(kwargs["namespace"], kwargs["name"])
 
-    @kopf.on.delete(**ws, registry=registry)
-    async def on_delete(name: str, namespace: str, body: Any, **_: Any) -> None:
+    @kopf.on.delete(*ws, registry=registry)
+    async def on_delete(**kwargs: Any) -> None:
+        name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
         rec = reconciler()
         remaining = await rec.finalize(namespace, name)
         if remaining:
@@ -99,15 +100,15 @@ def register(
     ):
 
         @kopf.on.event(group, version, plural, id=f"owned-{plural}", labels=watched, registry=registry)
-        async def on_owned(labels: Any, namespace: str | None = None, **_: Any) -> None:
-            await on_child(labels, namespace)
+        async def on_owned(**kwargs: Any) -> None:
+            await on_child(kwargs["labels"], kwargs.get("namespace"))
 
     if webhook:
 
-        @kopf.on.validate(**ws, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
-        async def validate(body: Any, old: Any, **_: Any) -> None:
-            doc = dict(body)
-            ws_obj, _ = parse_workspace(doc)
+        @kopf.on.validate(*ws, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
+        async def validate(**kwargs: Any) -> None:
+            doc, old = dict(kwargs["body"]), kwargs.get("old")
+            ws_obj, _problems = parse_workspace(doc)
             catalog = state.reconciler.catalog if state.reconciler else None
             problems = admission_problems(doc, dict(old) if old else None, catalog, local=settings.local)
             metrics.ADMISSION_TOTAL.labels(allowed=str(not problems).lower()).inc()

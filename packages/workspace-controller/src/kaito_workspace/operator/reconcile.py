@@ -204,7 +204,7 @@ class Reconciler:
             problems, previous=prev, now=now_rfc3339(), generation=md.get("generation", 1)
         )
         old = _condition(prev, "WorkspaceReady")
-        new = _condition(status, "WorkspaceReady")
+        new = _condition(status, "WorkspaceReady") or {"message": ""}
         if not old or old.get("reason") != "InvalidWorkspace" or old.get("message") != new["message"]:
             await self.events.warning(body, "InvalidWorkspace", new["message"])
         await self._write_status(body, status)
@@ -241,10 +241,10 @@ class Reconciler:
             NODECLAIMS, label_selector=f"{LABEL_WORKSPACE}={name},{LABEL_WORKSPACE_NAMESPACE}={ns}"
         )
         pvc_modes: dict[str, list[str]] = {}
-        for claim in _pvc_claims(ws):
-            pvc = await self.kube.get(PVCS, claim, ns)
+        for claim_name in _pvc_claims(ws):
+            pvc = await self.kube.get(PVCS, claim_name, ns)
             if pvc is not None:
-                pvc_modes[claim] = list((pvc.get("spec") or {}).get("accessModes") or [])
+                pvc_modes[claim_name] = list((pvc.get("spec") or {}).get("accessModes") or [])
         facts = ClusterFacts(
             byo_nodes=sorted(byo_ready),
             node_gpus={k: node_gpus(v) for k, v in byo_ready.items()},
