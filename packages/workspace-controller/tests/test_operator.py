@@ -791,3 +791,106 @@ def test_tuning_spec_change_recreates_the_rayjob(cluster: Cluster) -> None:
         assert "127.0.0.1" in c["message"] or "loopback" in c["message"]
         cluster.req("DELETE", f"/apis/kaito.sh/v1beta1/namespaces/{NS}/workspaces/tune-loop")
         wait_for("gone", lambda: cluster.workspace("tune-loop") is None)
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 like the chart's (openssl; no network)."""
+    cert, key = tmp / "tls.crt", tmp / "tls.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_cli_operator_with_tls_webhook(cluster: Cluster, tmp_path: Path) -> None:
+    """`kaito-workspace operator` as the chart runs it: TLS webhook, health port, SIGTERM stops it."""
+    cert, key = _self_signed(tmp_path)
+    health, hook = free_port(), free_port()
+    exe = REPO / ".venv" / "bin" / "kaito-workspace"
+    proc = subprocess.Popen(
+        [
+            str(exe if exe.exists() else "kaito-workspace"),
+            "operator",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--health-host",
+            "127.0.0.1",
+            "--health-port",
+            str(health),
+            "--webhook-host",
+            "127.0.0.1",
+            "--webhook-port",
+            str(hook),
+            "--webhook-cert",
+            str(cert),
+            "--webhook-key",
+            str(key),
+            "--controller-namespace",
+            CONTROLLER_NS,
+            "--resync-seconds",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{health}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("readyz", ready, timeout=60)
+        bad = inference_ws("cli-bad")
+        bad["metadata"]["name"] = "Bad_Name"
+
+        def review() -> httpx.Response | None:
+            try:
+                return httpx.post(
+                    f"https://127.0.0.1:{hook}/validate-workspace",
+                    json=admission_review(bad),
+                    verify=str(cert),
+                    timeout=10,
+                )
+            except httpx.ConnectError:
+                return None
+
+        r = review()  # /readyz answers 200 only once the webhook accepts connections
+        assert r is not None
+        assert r.status_code == 200 and r.json()["response"]["allowed"] is False
+        assert "metadata.name" in r.json()["response"]["status"]["message"]
+        cluster.apply(inference_ws("cli-ws"))
+        wait_for("NodeClaim from the CLI operator", lambda: cluster.nodeclaims("cli-ws"))
+        cluster.req("DELETE", f"/apis/kaito.sh/v1beta1/namespaces/{NS}/workspaces/cli-ws")
+        wait_for("gone", lambda: cluster.workspace("cli-ws") is None)
+    finally:
+        proc.terminate()
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert rc == 0, proc.stdout.read() if proc.stdout else rc

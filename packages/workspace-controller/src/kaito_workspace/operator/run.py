@@ -88,6 +88,16 @@ async def run_operator(
 
     async def mark_ready() -> None:
         await kopf_ready.wait()
+        if settings.webhook == "on":
+            # Ready only once the admission server accepts connections (the API server calls it).
+            host = "127.0.0.1" if settings.webhook_host in ("0.0.0.0", "::", "") else settings.webhook_host
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection(host, settings.webhook_port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.2)
         state.ready = True
         if ready_flag is not None:
             ready_flag.set()
