@@ -133,6 +133,13 @@ def test_serve_after_tuning_can_be_turned_off() -> None:
     ws = ws_from(QUICKSTART, metadata__annotations={"kaito.sh/serve-after-tuning": "false"})
     plan = plan_workspace(ws, preset=PHI3, sku=NC24_A100)
     assert plan.serving is None and not plan.serve_after_tuning
+    assert plan.tuning.ttl_seconds_after_finished == 3600  # the finished cluster stays for inspection
+
+
+def test_serve_after_tuning_releases_the_job_cluster_soon() -> None:
+    plan = plan_workspace(ws_from(QUICKSTART), preset=PHI3, sku=NC24_A100)
+    # The RayService needs the GPUs the job's cluster holds.
+    assert plan.tuning.ttl_seconds_after_finished <= 60
 
 
 def test_volume_input_and_output() -> None:

@@ -31,6 +31,7 @@ CHECKPOINT_DIR = "/mnt/checkpoints"
 ADAPTER_DIR = "/mnt/adapters"
 REGISTRY_AUTH_DIR = "/var/run/kaito/registry"
 PROGRESS_FILE = "/tmp/kaito/progress.json"
+SERVE_HANDOFF_TTL_SECONDS = 30
 #: Volume sources that are shared between nodes by nature (every pod sees the same files).
 SHARED_VOLUME_KINDS = ("nfs", "azureFile", "cephfs", "glusterfs")
 
@@ -296,13 +297,16 @@ def _plan_tuning(
     }
     if registry_auth_file:
         config["registry_auth_file"] = registry_auth_file
+    serve_after = _serve_after_tuning(ws)
     plan.tuning = TuningPlan(
         config=config,
         backoff_limit=settings.tuning_backoff_limit,
-        ttl_seconds_after_finished=settings.tuning_ttl_seconds,
+        # Serving the adapter needs the GPUs the finished job's Ray cluster still holds: release them
+        # soon (after a last progress read); otherwise keep the cluster for inspection.
+        ttl_seconds_after_finished=SERVE_HANDOFF_TTL_SECONDS if serve_after else settings.tuning_ttl_seconds,
     )
 
-    if _serve_after_tuning(ws):
+    if serve_after:
         adapter: dict[str, Any] = {"name": ws.name, "strength": 1.0}
         if out.image:
             adapter["image"] = out.image
