@@ -136,8 +136,9 @@ def test_rbac_is_least_privilege(default_render) -> None:
     assert not any(r == "secrets" for _, r in grants), "the controller never reads Secrets"
     assert not any("*" in verbs for verbs in grants.values())
     assert grants[("", "nodes")] == {"get", "list"}
-    assert grants[("karpenter.sh", "nodeclaims")] == {"get", "list", "watch", "create", "delete"}
-    assert grants[("kaito.sh", "workspaces/status")] == {"get", "patch"}
+    assert grants[("karpenter.sh", "nodeclaims")] == {"list", "watch", "create", "delete"}
+    assert grants[("kaito.sh", "workspaces/status")] == {"patch"}
+    assert grants[("apiextensions.k8s.io", "customresourcedefinitions")] == {"list", "watch"}  # kopf
     [binding] = by_kind(default_render, "ClusterRoleBinding")
     [sa] = by_kind(default_render, "ServiceAccount")
     assert binding["subjects"][0]["name"] == sa["metadata"]["name"]

@@ -276,9 +276,7 @@ class Reconciler:
                         body, "NodeClaimCreateFailed", f"NodeClaim {claim.name}: {e.message}"
                     )
                     raise
-                fetched = await self.kube.get(NODECLAIMS, claim.name)
-                if fetched:
-                    existing[claim.name] = fetched
+                # Already there (the list lagged behind the create): the next pass lists it.
 
         ready_nodes = [n for n in plan.nodes.byo_nodes]
         for nc in existing.values():
