@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.log_level.upper() != "DEBUG":
+        # kopf logs every successful timer/handler run at INFO; our own step logs and Events say more.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kwargs = {
         "node_provisioner": args.node_provisioner,
         "ray_version": args.ray_version,
