@@ -19,6 +19,7 @@ from kaito_runtime.serving.engine import (
     GenerationRequest,
 )
 from kaito_runtime.serving.sampling import SamplingParams, select_next_tokens
+from kaito_runtime.serving.static_engine import StaticSlotEngine
 
 TINY = ModelSource(id=TINY_RANDOM_ID)
 
@@ -55,11 +56,14 @@ PROMPTS = [
 ]
 
 
-def test_batched_rows_joining_mid_flight_match_sequential_generate(tiny) -> None:
+@pytest.mark.parametrize("engine_class", [BatchingEngine, StaticSlotEngine])
+def test_batched_rows_joining_mid_flight_match_sequential_generate(tiny, engine_class) -> None:
+    """Rows join a running batch and leave it at different steps (the static engine then moves rows
+    between slots); every row still gets exactly what `generate` alone would have produced."""
     model, tokenizer = tiny
     expected = [reference(model, tokenizer, p, 12 + 3 * i) for i, p in enumerate(PROMPTS)]
     metrics = Recorder()
-    engine = BatchingEngine(model, tokenizer, max_batch_size=8, metrics=metrics).start()
+    engine = engine_class(model, tokenizer, max_batch_size=8, metrics=metrics).start()
     try:
         handles = []
         for i, prompt in enumerate(PROMPTS):
@@ -129,7 +133,20 @@ def _lora_adapter(model, out: Path, seed: int) -> Path:
     return out
 
 
-def test_rows_with_different_adapters_share_a_batch(tiny, tmp_path: Path) -> None:
+def test_static_engine_context_is_its_cache_length(tiny) -> None:
+    model, tokenizer = tiny
+    engine = StaticSlotEngine(model, tokenizer, max_batch_size=2, max_cache_len=64).start()
+    try:
+        assert engine.context_length == 64
+        ids = tokenizer("hello")["input_ids"]
+        result = engine.generate(GenerationRequest(ids, SamplingParams(max_new_tokens=1000, ignore_eos=True)))
+        assert result.finish_reason == "length" and len(ids) + result.completion_tokens == 64
+    finally:
+        engine.stop()
+
+
+@pytest.mark.parametrize("engine_class", [BatchingEngine, StaticSlotEngine])
+def test_rows_with_different_adapters_share_a_batch(tiny, tmp_path: Path, engine_class) -> None:
     from peft import PeftModel
 
     model, tokenizer = tiny
@@ -137,7 +154,7 @@ def test_rows_with_different_adapters_share_a_batch(tiny, tmp_path: Path) -> Non
     adapter_dir = _lora_adapter(load_model(TINY), tmp_path / "a", seed=1)
     peft_model = PeftModel.from_pretrained(load_model(TINY), str(adapter_dir), adapter_name="a")
     metrics = Recorder()
-    engine = BatchingEngine(peft_model, tokenizer, adapters=["a"], metrics=metrics).start()
+    engine = engine_class(peft_model, tokenizer, adapters=["a"], metrics=metrics).start()
     try:
         ids = tokenizer("hello")["input_ids"]
         params = SamplingParams(max_new_tokens=10, ignore_eos=True)

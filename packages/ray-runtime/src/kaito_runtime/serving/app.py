@@ -106,8 +106,9 @@ def run_local(
 ) -> str:
     """Start the application on a local (or the given) Ray cluster; return its URL once `/health` is 200.
 
-    When Ray is not yet initialised here, a local Ray bound to the configured HTTP host is started
-    (`ray.init(address=...)` connects to an existing cluster instead).
+    When Ray is not yet initialised here, a new local Ray is started (on loopback when the HTTP host
+    is loopback), never silently joined to another cluster on the machine; `address` connects to an
+    existing cluster instead.
     """
     import ray
 
@@ -118,9 +119,9 @@ def run_local(
         elif config.http.host in LOOPBACK:
             # Keep every Ray component on loopback too, not only the HTTP proxy.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False)
+            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False)
         else:
-            ray.init(include_dashboard=False)
+            ray.init(address="local", include_dashboard=False)
     serve.start(http_options={"host": config.http.host, "port": config.http.port})
     serve.run(
         build_app(config.model_dump(mode="json")),

@@ -103,6 +103,13 @@ class Limits(_Strict):
 class EngineConfig(_Strict):
     """The batching engine's knobs."""
 
+    kind: Literal["auto", "dynamic", "static"] = Field(
+        default="auto",
+        description="static: preallocated per-slot KV cache, CUDA graphs on GPUs (auto picks it on CUDA); "
+        "dynamic: a growing KV cache (auto picks it on CPU)",
+    )
+    max_cache_len: int = Field(default=2048, ge=64, description="static engine: tokens per slot")
+    cuda_graphs: bool = True
     max_batch_size: int = Field(default=32, ge=1)
     max_prefill_tokens: int = Field(default=8192, ge=64)
     device_map: str | dict[str, Any] | None = Field(

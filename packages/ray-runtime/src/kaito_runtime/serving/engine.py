@@ -206,6 +206,7 @@ class BatchingEngine:
         self.metrics = metrics or EngineMetrics()
         self.eos_ids = _eos_token_ids(model, tokenizer)
         self.device = _input_device(model)
+        self._cache_kwarg = _cache_kwarg(model)
         self._waiting: collections.deque[RequestHandle] = collections.deque()
         self._cond = threading.Condition()
         self._rows: list[_Row] = []
@@ -313,7 +314,7 @@ class BatchingEngine:
             "input_ids": input_ids,
             "attention_mask": mask,
             "position_ids": positions,
-            "cache": cache,
+            self._cache_kwarg: cache,
             "use_cache": True,
             "logits_to_keep": 1,
         }
@@ -359,7 +360,7 @@ class BatchingEngine:
         keep = [i for i, r in enumerate(rows) if r.finish_reason is None]
         if not keep:
             return
-        new_cache = out.cache
+        new_cache = _out_cache(out)
         if len(keep) < len(rows):
             index = torch.tensor(keep, device=mask.device)
             new_cache.batch_select_indices(index)
@@ -404,7 +405,7 @@ class BatchingEngine:
                 self._finish(row, "error", f"decode failed: {exc}")
             self._rows, self._cache, self._mask = [], None, None
             return
-        self._cache = out.cache
+        self._cache = _out_cache(out)
         self._accept_tokens(self._rows, out.logits[:, -1, :])
         self._compact()
 
@@ -491,6 +492,19 @@ def _eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(int(v) for v in value)
     return ids
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers >= 5.2x calls the KV cache argument `cache`; earlier versions `past_key_values`."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _out_cache(out: Any) -> Any:
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
 
 
 def _input_device(model: Any) -> torch.device:

@@ -90,6 +90,7 @@ class _OpenAICommon(BaseModel):
     stream_options: StreamOptions | None = None
     seed: int | None = None
     user: str | None = None
+    ignore_eos: bool = Field(default=False, description="vLLM's extension: generate exactly max_tokens")
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

@@ -49,6 +49,35 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def make_engine(
+    model: Any, tokenizer: Any, config: ServeConfig, *, adapters: list[str], metrics: ServingMetrics
+) -> BatchingEngine:
+    """The engine the config asks for; `auto` is the static-cache engine on CUDA, the dynamic one on CPU."""
+    limits, engine_cfg = config.limits, config.engine
+    common: dict[str, Any] = {
+        "max_batch_size": min(engine_cfg.max_batch_size, limits.max_ongoing_requests),
+        "max_waiting": limits.max_ongoing_requests + limits.max_queued_requests,
+        "max_prefill_tokens": engine_cfg.max_prefill_tokens,
+        "adapters": adapters,
+        "metrics": metrics,
+    }
+    kind = engine_cfg.kind
+    if kind == "auto":
+        on_cuda = any(p.device.type == "cuda" for p in model.parameters())
+        kind = "static" if on_cuda else "dynamic"
+    if kind == "static":
+        from kaito_runtime.serving.static_engine import StaticSlotEngine
+
+        return StaticSlotEngine(
+            model,
+            tokenizer,
+            max_cache_len=engine_cfg.max_cache_len,
+            cuda_graphs=engine_cfg.cuda_graphs,
+            **common,
+        )
+    return BatchingEngine(model, tokenizer, **common)
+
+
 class ChatService:
     """Loads the model (in the background), then validates and submits generation requests."""
 
@@ -79,15 +108,12 @@ class ChatService:
     def load(self) -> None:
         try:
             loaded = self._loader(self.config)
-            limits, engine_cfg = self.config.limits, self.config.engine
             self.tokenizer = loaded.tokenizer
             self.adapters = loaded.adapters
-            self.engine = BatchingEngine(
+            self.engine = make_engine(
                 loaded.model,
                 loaded.tokenizer,
-                max_batch_size=min(engine_cfg.max_batch_size, limits.max_ongoing_requests),
-                max_waiting=limits.max_ongoing_requests + limits.max_queued_requests,
-                max_prefill_tokens=engine_cfg.max_prefill_tokens,
+                self.config,
                 adapters=loaded.adapters,
                 metrics=self.metrics,
             ).start()
@@ -257,6 +283,7 @@ class ChatService:
             if req.repetition_penalty is None
             else req.repetition_penalty,
             stop=self._stops(req.stop),
+            ignore_eos=req.ignore_eos,
         )
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None) -> RequestHandle:
