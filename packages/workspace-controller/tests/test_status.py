@@ -10,6 +10,7 @@ from kaito_workspace.status import (
     compute_status,
     invalid_status,
     parse_progress_logs,
+    summarize_job_message,
 )
 
 NOW = "2026-11-28T12:00:00Z"
@@ -199,3 +200,23 @@ def test_invalid_workspace_status() -> None:
     assert (c["type"], c["status"], c["reason"]) == ("WorkspaceReady", "False", "InvalidWorkspace")
     assert "tuning.method" in c["message"] and c["observedGeneration"] == 3
     assert st["state"] == "Failed"
+
+
+def test_kuberay_failure_message_is_summarized() -> None:
+    msg = (
+        "Job entrypoint command failed with exit code 1, last available logs (truncated to 20,000 chars):\n"
+        "2026-11-28 21:29:09,966\tINFO job_manager.py:581 -- Runtime env is setting up.\n"
+        + "noise line\n" * 2000
+        + "error: download http://127.0.0.1:46565/missing/data.jsonl: HTTP 404 File not found\n\n"
+    )
+    short = summarize_job_message(msg)
+    assert short == (
+        "Job entrypoint command failed with exit code 1: "
+        "error: download http://127.0.0.1:46565/missing/data.jsonl: HTTP 404 File not found"
+    )
+    st = compute_status(
+        Observed(mode="tuning", ready_nodes=["n"], rayjob=rayjob("FAILED", "Failed", msg)), now=NOW
+    )
+    c = {c["type"]: c for c in st["conditions"]}["WorkspaceSucceeded"]
+    assert "missing/data.jsonl" in c["message"] and len(c["message"]) < 300
+    assert summarize_job_message("plain failure") == "plain failure"

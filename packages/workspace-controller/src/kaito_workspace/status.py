@@ -149,7 +149,7 @@ def job_conditions(job: dict[str, Any] | None) -> tuple[Cond, Cond]:
         )
     elif job_status in JOB_FAILED_STATES or deployment == DEPLOYMENT_FAILED:
         reason = "JobStopped" if job_status == "STOPPED" else "JobFailed"
-        detail = message or st.get("reason") or job_status or deployment
+        detail = summarize_job_message(message) or st.get("reason") or job_status or deployment
         ws = Cond(
             type=CONDITION_WORKSPACE_SUCCEEDED,
             status="False",
@@ -164,6 +164,25 @@ def job_conditions(job: dict[str, Any] | None) -> tuple[Cond, Cond]:
             message=f"RayJob {name}: {job_status or deployment or 'pending'}",
         )
     return js, ws
+
+
+MAX_MESSAGE = 1000
+
+
+def summarize_job_message(message: str) -> str:
+    """KubeRay's failure message, short: its first line plus the runtime's last error line.
+
+    KubeRay appends up to 20,000 characters of job logs ("last available logs ..."); a condition or an
+    Event needs the cause (e.g. the URL that answered 404), not the whole log.
+    """
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    head = lines[0].split(", last available logs")[0].rstrip(":")
+    rest = lines[1:]
+    cause = next((ln for ln in reversed(rest) if "error" in ln.lower()), rest[-1] if rest else "")
+    text = f"{head}: {cause}" if cause and cause not in head else head
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------- inference

@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.log_level.upper() != "DEBUG":
         # kopf logs every successful timer/handler run at INFO; our own step logs and Events say more.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # the progress polls
     kwargs = {
         "node_provisioner": args.node_provisioner,
         "ray_version": args.ray_version,
