@@ -325,3 +325,10 @@ def test_generated_configs_parse_with_the_runtime_models() -> None:
     serve = ServeConfig.model_validate(plan.serving.config)
     assert serve.registry_auth_file == "/var/run/kaito/registry/pull/.dockerconfigjson"
     assert serve.deployment.ray_actor_options == {"num_gpus": 1}
+
+
+def test_custom_template_is_refused_with_the_fix() -> None:
+    ws = inference_ws(inference={"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}})
+    with pytest.raises(PlanningError) as err:
+        plan_workspace(ws, preset=None, sku=NC24_A100)
+    assert err.value.path == "inference.template" and "preset" in err.value.hint

@@ -353,7 +353,13 @@ def _serving_plan(
 def _plan_inference(ws: Workspace, plan: Plan, *, preset: PresetFacts | None) -> None:
     inf = ws.inference
     assert inf is not None
-    preset_name = inf.preset.name if inf.preset else ""
+    if inf.preset is None:
+        raise PlanningError(
+            "inference.template",
+            "a custom pod template cannot run on the Ray runtime",
+            "use inference.preset (a catalog name or a Hugging Face id org/name)",
+        )
+    preset_name = inf.preset.name
     adapters: list[dict[str, Any]] = []
     auth_file: str | None = None
     for i, a in enumerate(inf.adapters or []):
