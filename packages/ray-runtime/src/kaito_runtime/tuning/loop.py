@@ -14,6 +14,7 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray
     import ray.train
     import ray.train.torch
-    import torch
-    from transformers import get_scheduler
-
-    from kaito_runtime.modeling import load_tokenizer
-    from kaito_runtime.tuning.model_setup import build_model
 
     config = TuneConfig.model_validate(loop_config["config"])
     data = (
@@ -97,15 +93,57 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if isinstance(loop_config["data"], ray.ObjectRef)
         else loop_config["data"]
     )
+    ctx = ray.train.get_context()
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(
+            metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{metrics['step']:08d}"
+        )
+
+    checkpoint = ray.train.get_checkpoint()
+    with contextlib.ExitStack() as stack:
+        resume = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint is not None else None
+        train(
+            config,
+            data,
+            device=ray.train.torch.get_device(),
+            rank=ctx.get_world_rank(),
+            world=ctx.get_world_size(),
+            report=report,
+            resume_dir=resume,
+        )
+
+
+def train(
+    config: TuneConfig,
+    data: Any,
+    *,
+    device: Any,
+    rank: int = 0,
+    world: int = 1,
+    report: Callable[[dict[str, Any], Path | None], None] | None = None,
+    resume_dir: Path | None = None,
+    setup: Any = None,
+) -> dict[str, Any]:
+    """The training loop of one worker, independent of Ray: `report(metrics, checkpoint_dir)` is
+    called on every rank at each report point (`checkpoint_dir` is set on rank 0 when a
+    checkpoint is due; it is only valid during the call). `setup` (a ModelSetup) skips loading
+    the model (the benchmark builds random-weight models from a config). Returns the last metrics."""
+    import torch
+    from transformers import get_scheduler
+
+    from kaito_runtime.modeling import load_tokenizer
+    from kaito_runtime.tuning.model_setup import build_model
+
     args = config.training_config.TrainingArguments
     collator_cfg = config.training_config.DataCollator
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
     torch.manual_seed(args.seed)
 
-    pad_id = load_tokenizer(config.model).pad_token_id
-    setup = build_model(config, device)
+    pad_id = getattr(setup, "pad_id", None)
+    if pad_id is None:
+        pad_id = load_tokenizer(config.model).pad_token_id
+    setup = setup or build_model(config, device)
     model = setup.model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -127,12 +165,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     step, tokens_total, elapsed_before, resumed_from = 0, 0, 0.0, 0
     history: list[list[float]] = []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as ckpt_dir:
-            step, tokens_total, elapsed_before, history = _restore(
-                Path(ckpt_dir), model, optimizer, scheduler, scaler
-            )
+    if resume_dir is not None:
+        step, tokens_total, elapsed_before, history = _restore(
+            resume_dir, model, optimizer, scheduler, scaler
+        )
         resumed_from = step
         log.info("rank %d: resumed from the checkpoint at step %d", rank, step)
 
@@ -148,6 +184,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     window_loss, window_micro, window_tokens, window_steps = 0.0, 0, 0, 0
     window_start = time.perf_counter()
     run_start = time.perf_counter()
+    last: dict[str, Any] = {}
     while step < total:
         epoch = step // schedule.steps_per_epoch
         batches = epoch_batches(
@@ -217,12 +254,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 ckpt = None
                 if rank == 0 and checkpoint_due(step, total, schedule, args):
                     _save(Path(tmp), model, optimizer, scheduler, scaler, metrics, setup, history)
-                    ckpt = ray.train.Checkpoint.from_directory(tmp)
-                ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_{step:08d}")
+                    ckpt = Path(tmp)
+                if report is not None:
+                    report(metrics, ckpt)
+            last = metrics
             window_loss, window_micro, window_tokens, window_steps = 0.0, 0, 0, 0
             window_start = time.perf_counter()
             if step >= total:
                 break
+    return last
 
 
 def _evaluate(

@@ -20,11 +20,11 @@ class ModelSetup:
     compute_dtype: torch.dtype  # what matmuls run in (autocast on GPUs when half precision)
     target_modules: list[str]
     quantized_modules: dict[str, int]  # e.g. {"Linear4bit": 14}: what the user checks for QLoRA
+    pad_id: int | None = None  # set by callers that build the model themselves (the benchmark)
 
 
 def build_model(config: TuneConfig, device: torch.device) -> ModelSetup:
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
     tc = config.training_config
     dtype = resolve_dtype(tc.ModelConfig.torch_dtype or config.model.dtype, device)
@@ -49,6 +49,15 @@ def build_model(config: TuneConfig, device: torch.device) -> ModelSetup:
         if gc:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
             model.enable_input_require_grads()
+    return wrap_for_training(model, config, dtype, compute)
+
+
+def wrap_for_training(model: Any, config: TuneConfig, dtype: torch.dtype, compute: torch.dtype) -> ModelSetup:
+    """Add the LoRA adapter to a loaded (possibly 4-bit) model and describe the result."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    tc = config.training_config
     if getattr(model.config, "use_cache", False):
         model.config.use_cache = False
     targets = tc.LoraConfig.target_modules or default_lora_target_modules(model)

@@ -70,12 +70,10 @@ def run_tuning(config: TuneConfig, *, ray_address: str | None = None) -> TuningR
 
 def _run(config: TuneConfig, ray_address: str | None, progress: ProgressFile, started: float) -> TuningResult:
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     from kaito_runtime.modeling import load_tokenizer
     from kaito_runtime.tuning.dataset import fetch_input, prepare
-    from kaito_runtime.tuning.loop import STATE_JSON, plan_schedule, train_loop_per_worker
+    from kaito_runtime.tuning.loop import STATE_JSON, plan_schedule
     from kaito_runtime.tuning.output import build_summary, write_adapter
 
     for key in config.ignored_settings():
@@ -104,24 +102,7 @@ def _run(config: TuneConfig, ray_address: str | None, progress: ProgressFile, st
     try:
         storage = config.run_storage_dir.parent
         storage.mkdir(parents=True, exist_ok=True)
-        data_ref = ray.put(data)
-        args = config.training_config.TrainingArguments
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"config": config.model_dump(mode="json", by_alias=True), "data": data_ref},
-            scaling_config=ScalingConfig(
-                num_workers=workers,
-                use_gpu=config.scaling.use_gpu,
-                resources_per_worker=config.scaling.resources_per_worker,
-            ),
-            run_config=RunConfig(
-                name=config.name,
-                storage_path=str(storage.resolve()),
-                failure_config=FailureConfig(max_failures=config.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=args.save_total_limit),
-                callbacks=[ProgressCallback(config.progress_file)],
-            ),
-        )
+        trainer = build_trainer(config, ray.put(data))
         try:
             result = trainer.fit()
         except Exception as exc:
@@ -181,6 +162,35 @@ def _run(config: TuneConfig, ray_address: str | None, progress: ProgressFile, st
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def build_trainer(config: TuneConfig, data_ref: Any) -> Any:
+    """The Ray Train V2 TorchTrainer for `config`: one worker per GPU (DDP), checkpoints under
+    `storage_path/name` (relaunching with the same name resumes), `max_failures` restarts."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from kaito_runtime.tuning.loop import train_loop_per_worker
+
+    storage = config.run_storage_dir.parent
+    storage.mkdir(parents=True, exist_ok=True)
+    args = config.training_config.TrainingArguments
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": config.model_dump(mode="json", by_alias=True), "data": data_ref},
+        scaling_config=ScalingConfig(
+            num_workers=config.scaling.num_workers,
+            use_gpu=config.scaling.use_gpu,
+            resources_per_worker=config.scaling.resources_per_worker,
+        ),
+        run_config=RunConfig(
+            name=config.name,
+            storage_path=str(storage.resolve()),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=args.save_total_limit),
+            callbacks=[ProgressCallback(config.progress_file)],
+        ),
+    )
 
 
 def _root_cause(exc: BaseException) -> str:
