@@ -60,7 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         if not p.exists():
             print(f"error: --crds {p}: no such file or directory", file=sys.stderr)
             return 2
-    asyncio.run(serve(args))
+    try:
+        asyncio.run(serve(args))
+    except OSError as e:
+        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError) as e:
+        print(f"error: could not load the CRDs given with --crds: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
