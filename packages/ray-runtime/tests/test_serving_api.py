@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -262,3 +263,68 @@ def test_config_validation_and_deployment_options() -> None:
         tiny_config(deployment={"autoscaling_config": {"min_replicas": 1, "max_replicas": 4}})
     )
     assert "num_replicas" not in auto and auto["autoscaling_config"]["max_replicas"] == 4
+
+
+def _lora(out: Path, seed: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from kaito_runtime.modeling import ModelSource, load_model
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        load_model(ModelSource(id=TINY_RANDOM_ID)),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 2.0)
+    model.save_pretrained(out)
+    return out
+
+
+async def test_adapters_from_a_directory_and_a_registry_combined_by_strength(
+    oci_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaito_runtime import oci
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("KAITO_REGISTRY_USERNAME", oci_registry.username)
+    monkeypatch.setenv("KAITO_REGISTRY_PASSWORD", oci_registry.password)
+    ref = oci_registry.ref("adapters/tiny-b")
+    auth = oci.RegistryAuth(username=oci_registry.username, password=oci_registry.password)
+    oci.push_adapter(_lora(tmp_path / "b", seed=2), ref, auth, model_name=TINY_RANDOM_ID)
+    config = tiny_config(
+        adapters=[
+            {"name": "a", "path": str(_lora(tmp_path / "a", seed=1)), "strength": "0.7"},
+            {"name": "b", "image": ref, "strength": 0.3},
+        ]
+    )
+    svc = ChatService(config)
+    svc.load()
+    assert svc.ready, svc.error
+    transport = httpx.ASGITransport(app=create_app(svc))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as c:
+            models = [m["id"] for m in (await c.get("/v1/models")).json()["data"]]
+            assert models == [TINY_RANDOM_ID, "a", "b", "combined"]
+
+            async def answer(**extra) -> str:
+                kwargs = {"max_new_tokens": 8}
+                body = {"prompt": "hello", "return_full_text": False, "generate_kwargs": kwargs}
+                r = await c.post("/chat", json={**body, **extra})
+                assert r.status_code == 200, r.text
+                return r.json()["Result"]
+
+            texts = {name: await answer(adapter=name) for name in ("base", "a", "b", "combined")}
+            assert len(set(texts.values())) == 4, texts  # each adapter, and their mix, answers differently
+            assert await answer() == texts["combined"]  # Kaito's default: all adapters, by strength
+    finally:
+        svc.shutdown()
+
+
+async def test_unreachable_adapter_image_fails_the_load_with_its_name(tmp_path: Path) -> None:
+    svc = ChatService(tiny_config(adapters=[{"name": "gone", "image": "127.0.0.1:9/adapters/gone:v1"}]))
+    svc.load()
+    assert svc.state == "failed" and "adapters[gone]" in (svc.error or "")

@@ -46,7 +46,11 @@ def resolve_adapter_dir(adapter: AdapterConfig, config: ServeConfig, work_dir: P
                 "which is not installed"
             ) from exc
         path = work_dir / adapter.name
-        oci.pull_adapter(adapter.image, path, config.registry_auth_file)
+        try:
+            auth = oci.auth_from_env(config.registry_auth_file)
+            oci.pull_adapter(adapter.image, path, auth)
+        except (oci.OciError, ValueError) as exc:
+            raise ModelError(f"adapters[{adapter.name}]: {exc}") from exc
     if not (path / "adapter_config.json").is_file():
         raise ModelError(
             f"adapters[{adapter.name}]: {path} holds no adapter_config.json; "
