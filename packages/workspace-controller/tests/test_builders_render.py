@@ -76,4 +76,4 @@ def test_byo_workspace_without_nodes_names_the_fix(capsys) -> None:
     path = SHARED / "reference" / "kaito-examples" / "inference__kaito_workspace_accelerator.yaml"
     rc, _, err = render(capsys, "-f", str(path))
     assert rc == 1
-    assert "resource.instanceType" in err and "labelSelector" in err
+    assert "resource.instanceType" in err and "labelSelector" in err and "--byo-node" in err

@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
             plan = plan_with_catalog(ws, facts=facts, settings=settings)
         except PlanningError as e:
             failed = True
+            if e.path == "resource.instanceType":
+                e.hint += "; to render for nodes you bring, name them with --byo-node NAME"
             hint = f" (hint: {e.hint})" if e.hint else ""
             print(f"error: Workspace/{name}: {e.path}: {e.message}{hint}", file=sys.stderr)
             continue
