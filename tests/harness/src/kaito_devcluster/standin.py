@@ -232,6 +232,16 @@ class KubeRayStandin:
             f"not image(s) {', '.join(images)}",
             "node affinity and tolerations checked against the Nodes, not enforced",
         ]
+        custom = sorted(
+            c.get("name", "?")
+            for t in _templates(cluster_spec)
+            for c in (t.get("spec") or {}).get("containers") or []
+            if c.get("command") or c.get("args")
+        )
+        if custom:
+            parts.append(f"container command/args not run (containers {', '.join(custom)}): Ray runs locally")
+        if cluster_spec.get("enableInTreeAutoscaling"):
+            parts.append("in-tree autoscaling not simulated: the local Ray has fixed resources")
         if gpus:
             parts.append(
                 f"GPU requests (nvidia.com/gpu: {gpus:g} in all) not honoured: "
