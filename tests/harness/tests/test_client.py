@@ -579,3 +579,9 @@ def test_pod_spec_immutable_and_binding(core: client.CoreV1Api) -> None:
             _preload_content=False,
         )
     assert e.value.status == 409
+
+
+def test_create_with_resource_version_fails_like_real_server(core: client.CoreV1Api) -> None:
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "rv", "resourceVersion": "5"}})
+    assert e.value.status == 500 and "resourceVersion should not be set" in status_of(e.value)["message"]

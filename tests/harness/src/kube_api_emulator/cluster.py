@@ -269,6 +269,13 @@ class Cluster:
         errs = behaviours.validate_meta(info, obj)
         if errs:
             raise self._invalid(info, md.get("name") or "", errs)
+        if md.get("resourceVersion"):
+            # what the real storage layer answers (a common mistake: creating from `kubectl get -o yaml`)
+            raise ApiError(
+                500,
+                "Internal error occurred: resourceVersion should not be set on objects to be created",
+                reason="InternalError",
+            )
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "managedFields"):
             md.pop(k, None)
         if info.status_on_create == "drop" and info.key != CRD_KEY:
@@ -514,7 +521,9 @@ class Cluster:
         if old is None:
             if subresource:
                 raise not_found(info.plural, info.group, name)
-            created = self.create(info, version, ns, applied, opts, "Apply", applied)
+            fresh = copy.deepcopy(applied)
+            fresh["metadata"].pop("resourceVersion", None)
+            created = self.create(info, version, ns, fresh, opts, "Apply", applied)
             if not opts.dry_run:
                 self._applied[(created["metadata"]["uid"], opts.field_manager)] = applied
             return created, True
