@@ -332,3 +332,17 @@ def test_custom_template_is_refused_with_the_fix() -> None:
     with pytest.raises(PlanningError) as err:
         plan_workspace(ws, preset=None, sku=NC24_A100)
     assert err.value.path == "inference.template" and "preset" in err.value.hint
+
+
+def test_inference_config_generation_defaults() -> None:
+    cfg = {
+        "vllm": {"max-model-len": 4096},
+        "generation": {"temperature": 0.2, "max_new_tokens": 64, "foo": 1},
+    }
+    ws = inference_ws(inference__config="my-inference-params")
+    plan = plan_workspace(ws, preset=PHI3, sku=NC24_A100, facts=ClusterFacts(inference_config=cfg))
+    assert plan.serving.config["generation"] == {"temperature": 0.2, "max_new_tokens": 64}
+    assert any("foo" in n for n in plan.notes) and any("vllm" in n for n in plan.notes)
+    from kaito_runtime.serving.config import ServeConfig
+
+    assert ServeConfig.model_validate(plan.serving.config).generation.temperature == 0.2

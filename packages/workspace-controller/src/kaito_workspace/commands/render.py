@@ -75,6 +75,12 @@ def _training_config(ws: Any, config_maps: dict[str, dict[str, Any]]) -> dict[st
     return data.get("training_config", data)
 
 
+def _inference_config(ws: Any, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    name = ws.inference.config if ws.inference is not None else None
+    text = (config_maps.get(name) or {}).get("inference_config.yaml") if name else None
+    return (yaml.safe_load(text) or None) if text else None
+
+
 def run(args: argparse.Namespace) -> int:
     from kaito_workspace.api import parse_workspace
     from kaito_workspace.validation import validate_workspace
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             byo_nodes=list(args.byo_node),
             node_gpus={n: args.byo_node_gpus for n in args.byo_node} if args.byo_node_gpus else {},
             training_config=_training_config(ws, config_maps),
+            inference_config=_inference_config(ws, config_maps),
         )
         try:
             plan = plan_with_catalog(ws, facts=facts, settings=settings)

@@ -54,7 +54,7 @@ from kaito_workspace.status import (
     nodeclaim_ready,
     parse_progress_logs,
 )
-from kaito_workspace.validation import validate_workspace
+from kaito_workspace.validation import INFERENCE_CONFIG_KEY, validate_workspace
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,12 @@ def _job_finished(job: dict[str, Any] | None) -> bool:
     )
 
 
+def _inference_config(ws: Workspace, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    name = ws.inference.config if ws.inference is not None else None
+    text = (config_maps.get(name) or {}).get(INFERENCE_CONFIG_KEY) if name else None
+    return (yaml.safe_load(text) or None) if text else None
+
+
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
 
@@ -167,14 +173,22 @@ class Reconciler:
     # -------------------------------------------------------------------------------- internals
     async def _config_maps(self, ws: Workspace) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """The tuning ConfigMap the workspace names (its data, by name) and problems finding it."""
-        name = ws.tuning.config if ws.tuning is not None else None
+        if ws.tuning is not None:
+            name = ws.tuning.config
+        else:
+            name = ws.inference.config if ws.inference is not None else None
         if not name:
             return {}, []
         cm = await self.kube.get(CONFIGMAPS, name, ws.namespace)
         if cm is None:
+            field, key = (
+                ("tuning", TRAINING_CONFIG_KEY)
+                if ws.tuning is not None
+                else ("inference", INFERENCE_CONFIG_KEY)
+            )
             return {}, [
-                f"tuning.config: ConfigMap {name!r} not found in namespace {ws.namespace!r} "
-                f"(create it with a {TRAINING_CONFIG_KEY} key, or remove tuning.config to use the default)"
+                f"{field}.config: ConfigMap {name!r} not found in namespace {ws.namespace!r} "
+                f"(create it with a {key} key, or remove {field}.config to use the defaults)"
             ]
         return {name: cm.get("data") or {}}, []
 
@@ -251,6 +265,7 @@ class Reconciler:
             existing_nodeclaims=sorted(nc["metadata"]["name"] for nc in nodeclaims),
             pvc_access_modes=pvc_modes,
             training_config=await self._training_config(ws, config_maps),
+            inference_config=_inference_config(ws, config_maps),
         )
         try:
             plan = plan_with_catalog(ws, facts=facts, settings=self.settings.planner(), catalog=self.catalog)

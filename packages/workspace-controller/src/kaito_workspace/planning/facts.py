@@ -47,6 +47,8 @@ class ClusterFacts(BaseModel):
     pvc_access_modes: dict[str, list[str]] = Field(default_factory=dict)
     #: The `training_config` mapping from the tuning ConfigMap (or the default template).
     training_config: dict[str, Any] | None = None
+    #: The parsed `inference_config.yaml` of the ConfigMap named by `inference.config`.
+    inference_config: dict[str, Any] | None = None
     #: True once the tuning RayJob succeeded (serve-after-tuning then adds the RayService).
     tuning_succeeded: bool = False
 

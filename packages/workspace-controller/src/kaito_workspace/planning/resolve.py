@@ -350,7 +350,24 @@ def _serving_plan(
     return ServingPlan(config=config, num_replicas=replicas, gpus_per_replica=per_replica)
 
 
-def _plan_inference(ws: Workspace, plan: Plan, *, preset: PresetFacts | None) -> None:
+GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty")
+
+
+def _generation_defaults(inference_config: dict[str, Any] | None, notes: list[str]) -> dict[str, Any]:
+    """The `generation` section of Kaito's inference_config.yaml, as the runtime's request defaults."""
+    section = (inference_config or {}).get("generation") or {}
+    picked = {k: v for k, v in section.items() if k in GENERATION_KEYS}
+    ignored = sorted(set(section) - set(picked))
+    if ignored:
+        notes.append(f"inference config: generation keys not used by the Ray runtime: {', '.join(ignored)}")
+    if (inference_config or {}).get("vllm"):
+        notes.append("inference config: the vllm section does not apply to the Ray runtime and is ignored")
+    return picked
+
+
+def _plan_inference(
+    ws: Workspace, plan: Plan, *, preset: PresetFacts | None, inference_config: dict[str, Any] | None = None
+) -> None:
     inf = ws.inference
     assert inf is not None
     if inf.preset is None:
@@ -397,6 +414,9 @@ def _plan_inference(ws: Workspace, plan: Plan, *, preset: PresetFacts | None) ->
             )
         adapters.append(entry)
     plan.serving = _serving_plan(ws.name, preset, preset_name, plan, adapters=adapters)
+    generation = _generation_defaults(inference_config, plan.notes)
+    if generation:
+        plan.serving.config["generation"] = generation
     if auth_file:
         plan.serving.config["registry_auth_file"] = auth_file
 
@@ -436,6 +456,6 @@ def plan_workspace(
     if mode == "tuning":
         _plan_tuning(ws, plan, preset=preset, sku=sku, facts=facts, settings=settings)
     else:
-        _plan_inference(ws, plan, preset=preset)
+        _plan_inference(ws, plan, preset=preset, inference_config=facts.inference_config)
     plan.image_pull_secrets = list(dict.fromkeys(plan.image_pull_secrets))
     return plan
