@@ -328,3 +328,30 @@ async def test_unreachable_adapter_image_fails_the_load_with_its_name(tmp_path: 
     svc = ChatService(tiny_config(adapters=[{"name": "gone", "image": "127.0.0.1:9/adapters/gone:v1"}]))
     svc.load()
     assert svc.state == "failed" and "adapters[gone]" in (svc.error or "")
+
+
+async def test_4bit_quantized_model_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    svc = ChatService(tiny_config(quantization={"load_in_4bit": True, "bnb_4bit_compute_dtype": "float32"}))
+    svc.load()
+    assert svc.ready, svc.error
+    assert any("4bit" in type(m).__name__ for m in svc.engine.model.modules())
+    transport = httpx.ASGITransport(app=create_app(svc))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as c:
+            r = await c.post("/chat", json={"prompt": "hello", "generate_kwargs": {"max_new_tokens": 4}})
+        assert r.status_code == 200 and r.json()["Result"].startswith("hello")
+    finally:
+        svc.shutdown()
+
+
+def test_cli_rejects_a_bad_config_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from kaito_runtime.cli import main
+
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("model: {id: x/y}\nlimits: {max_tokens: -1}\n")
+    assert main(["serve", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "limits.max_tokens" in err and str(bad) in err
+    assert main(["serve", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
