@@ -129,6 +129,11 @@ def _inference_config(ws: Workspace, config_maps: dict[str, dict[str, Any]]) -> 
     return (yaml.safe_load(text) or None) if text else None
 
 
+def _notes(plan: Plan) -> str:
+    """Planning notes (e.g. bf16 replaced by fp16 on a V100) for the creation Event."""
+    return "".join(f"; note: {n}" for n in plan.notes)
+
+
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
 
@@ -394,7 +399,9 @@ class Reconciler:
             await self.events.warning(body, "RayJobCreateFailed", f"RayJob {name}: {e.message}")
             raise
         metrics.OBJECTS_CREATED.labels(kind="RayJob").inc()
-        await self.events.normal(body, "RayJobCreated", f"created RayJob {name} (revision {revision})")
+        await self.events.normal(
+            body, "RayJobCreated", f"created RayJob {name} (revision {revision})" + _notes(plan)
+        )
         return created
 
     async def _ensure_rayservice(self, body: dict[str, Any], plan: Plan) -> dict[str, Any]:
@@ -412,7 +419,7 @@ class Reconciler:
                 raise
             metrics.OBJECTS_CREATED.labels(kind="RayService").inc()
             await self.events.normal(
-                body, "RayServiceCreated", f"created RayService {name} (revision {revision})"
+                body, "RayServiceCreated", f"created RayService {name} (revision {revision})" + _notes(plan)
             )
             return created
         if (current["metadata"].get("annotations") or {}).get(ANNOTATION_REVISION) != revision:
