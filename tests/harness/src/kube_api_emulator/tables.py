@@ -155,6 +155,21 @@ BUILTIN_TABLES: dict[tuple[str, str], tuple[list[dict[str, Any]], Any]] = {
             o.get("message", ""),
         ],
     ),
+    ("events.k8s.io", "events"): (
+        [_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"), _col("Message")],
+        lambda o: [
+            human_age(
+                o.get("deprecatedLastTimestamp")
+                or o.get("eventTime")
+                or o["metadata"].get("creationTimestamp")
+            ),
+            o.get("type", ""),
+            o.get("reason", ""),
+            f"{(o.get('regarding') or {}).get('kind', '').lower()}/"
+            f"{(o.get('regarding') or {}).get('name', '')}",
+            o.get("note", ""),
+        ],
+    ),
     ("apps", "deployments"): (
         [_col("Ready"), _col("Up-to-date", "integer"), _col("Available", "integer"), AGE_COL],
         _deploy_row,
@@ -199,6 +214,11 @@ def columns_and_rows(
 ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
     if info.builtin:
         spec = BUILTIN_TABLES.get(info.key)
+        if spec and info.plural == "events":
+            # as the real server: events list without a NAME column (it is a priority-1, -o wide, column)
+            cols, fn = spec
+            wide_name = {**NAME_COL, "priority": 1}
+            return [*cols, wide_name], [[*fn(o), o["metadata"]["name"]] for o in objs]
         if spec:
             cols, fn = spec
             return [NAME_COL, *cols], [[o["metadata"]["name"], *fn(o)] for o in objs]
