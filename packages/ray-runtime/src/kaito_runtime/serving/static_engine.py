@@ -37,6 +37,28 @@ def _bucket(n: int, limit: int, smallest: int = 1) -> int:
     return min(size, limit)
 
 
+CACHE_MEMORY_FRACTION = 0.7  # of the GPU memory free after loading the model
+
+
+def fit_slots(wanted: int, slot_bytes: int, device: torch.device) -> int:
+    """How many cache slots fit: `wanted`, or fewer when the GPU's free memory cannot hold them."""
+    if device.type != "cuda":
+        return wanted
+    free, _ = torch.cuda.mem_get_info(device)
+    fits = max(1, int(free * CACHE_MEMORY_FRACTION // slot_bytes))
+    if fits < wanted:
+        log.warning(
+            "KV cache: %d slots of %.0f MiB do not fit in %.0f MiB free; using %d "
+            "(lower engine.max_cache_len "
+            "for more concurrent requests)",
+            wanted,
+            slot_bytes / 2**20,
+            free / 2**20,
+            fits,
+        )
+    return min(wanted, fits)
+
+
 class SlotKVCache:
     """The model-facing cache object: `update()` writes one token per row at that row's position.
 
@@ -90,7 +112,9 @@ class StaticSlotEngine(BatchingEngine):
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-        slots = self.max_batch_size
+        slot_bytes = 2 * config.num_hidden_layers * kv_heads * self.max_cache_len * head_dim * dtype.itemsize
+        slots = fit_slots(self.max_batch_size, slot_bytes, self.device)
+        self.max_batch_size = slots
         shape = (slots, kv_heads, self.max_cache_len, head_dim)
         layers = [
             (
