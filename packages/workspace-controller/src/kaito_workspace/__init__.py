@@ -1,2 +1,3 @@
 """Kaito workspace controller."""
+
 __version__ = "0.1.0"
