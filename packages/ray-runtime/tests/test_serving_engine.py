@@ -228,3 +228,36 @@ def test_text_tracker_holds_partial_characters_and_stop_prefixes() -> None:
     no_stop = TextTracker(_CharTokenizer())
     assert [no_stop.add(ord(c)) for c in "hi"] == ["h", "i"]
     assert no_stop.finish() == ""
+
+
+class _Exploding(torch.nn.Module):
+    """Wraps a model; any forward pass whose batch holds token `bomb` raises (like a CUDA OOM would)."""
+
+    def __init__(self, model, bomb: int) -> None:
+        super().__init__()
+        self.inner, self.bomb, self.config = model, bomb, model.config
+        self.generation_config = model.generation_config
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def forward(self, input_ids, cache=None, **kwargs):
+        if (input_ids == self.bomb).any():
+            raise RuntimeError("boom")
+        return self.inner(input_ids=input_ids, cache=cache, **kwargs)
+
+
+def test_a_failing_request_fails_alone(tiny) -> None:
+    model, tokenizer = tiny
+    ids = tokenizer("hello")["input_ids"]
+    bomb = tokenizer("fox")["input_ids"][-1]
+    engine = BatchingEngine(_Exploding(model, bomb), tokenizer).start()
+    try:
+        params = SamplingParams(max_new_tokens=4, ignore_eos=True)
+        bad = engine.submit(GenerationRequest([*ids, bomb], params))
+        events = list(bad)
+        assert events[-1].finish_reason == "error" and "boom" in (events[-1].error or "")
+        assert engine.alive
+        assert engine.generate(GenerationRequest(ids, params)).completion_tokens == 4
+    finally:
+        engine.stop()
