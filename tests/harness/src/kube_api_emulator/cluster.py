@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import builtins
-import contextlib
 import json
 import random
 import uuid
@@ -15,13 +13,13 @@ from typing import Any
 from . import behaviours, crds, patches, schema
 from . import jsoncopy as copy
 from .errors import ApiError, FieldError, already_exists, conflict, invalid, not_found
+from .gc import NS_KEY, GarbageCollection
 from .resources import ResourceInfo, builtin_resources, from_crd
 from .selectors import parse_field_selector, parse_label_selector
-from .store import Event, Obj, Store
+from .store import Obj, Store
 from .timeutil import now
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
-NS_KEY = ("", "namespaces")
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -34,7 +32,7 @@ class WriteOptions:
     warnings: builtins.list[str] = field(default_factory=list)
 
 
-class Cluster:
+class Cluster(GarbageCollection):
     def __init__(self, history_limit: int = 10000) -> None:
         self.store = Store(history_limit)
         self.types: dict[tuple[str, str], ResourceInfo] = {}
@@ -70,16 +68,6 @@ class Cluster:
     def by_kind(self, api_version: str, kind: str) -> ResourceInfo | None:
         group = api_version.rpartition("/")[0]
         return next((i for i in self.types.values() if i.group == group and i.kind == kind), None)
-
-    def _index_uid(self, ev: Event) -> None:
-        md = ev.obj["metadata"]
-        if ev.type == "DELETED":
-            self._uids.pop(md.get("uid", ""), None)
-        else:
-            self._uids[md["uid"]] = (ev.type_key, md.get("namespace") or "", md["name"])
-
-    def uid_exists(self, uid: str) -> bool:
-        return uid in self._uids
 
     # ---- output ----
 
@@ -680,104 +668,6 @@ class Cluster:
         if ns:
             self._maybe_finish_namespace(ns)
         return gone
-
-    def _after_removal(self, gone: Obj) -> None:
-        uid = gone["metadata"]["uid"]
-        for tk, dep in self._dependents(uid):
-            refs = dep["metadata"].get("ownerReferences") or []
-            alive = [r for r in refs if self.uid_exists(r.get("uid", ""))]
-            if alive:
-                dep["metadata"]["ownerReferences"] = alive
-                self.store.put(tk, dep, "MODIFIED")
-            else:
-                self._delete_quietly(self.types[tk], dep)
-        for ref in gone["metadata"].get("ownerReferences") or []:
-            loc = self._uids.get(ref.get("uid", ""))
-            if loc is None:
-                continue
-            tk, ns, name = loc
-            owner = self.store.peek(tk, ns, name)
-            if owner and "foregroundDeletion" in (owner["metadata"].get("finalizers") or []):
-                self._maybe_finish_foreground(self.types[tk], owner["metadata"]["uid"])
-
-    def _dependents(self, uid: str) -> builtins.list[tuple[tuple[str, str], Obj]]:
-        return [
-            (tk, copy.deepcopy(o))
-            for tk, o in self.store.iter_all()
-            if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])
-        ]
-
-    def _delete_quietly(self, info: ResourceInfo, obj: Obj) -> None:
-        with contextlib.suppress(ApiError):
-            self.delete(
-                info,
-                info.storage_version,
-                obj["metadata"].get("namespace") or "",
-                obj["metadata"]["name"],
-                None,
-            )
-
-    def _orphan_dependents(self, uid: str) -> None:
-        for tk, dep in self._dependents(uid):
-            dep["metadata"]["ownerReferences"] = [
-                r for r in dep["metadata"]["ownerReferences"] if r.get("uid") != uid
-            ]
-            if not dep["metadata"]["ownerReferences"]:
-                del dep["metadata"]["ownerReferences"]
-            self.store.put(tk, dep, "MODIFIED")
-
-    def _drop_finalizer(self, info: ResourceInfo, obj: Obj, finalizer: str) -> Obj:
-        obj = copy.deepcopy(obj)
-        obj["metadata"]["finalizers"] = [f for f in obj["metadata"].get("finalizers") or [] if f != finalizer]
-        if not obj["metadata"]["finalizers"]:
-            return self._remove(info, obj)
-        return self.store.put(info.key, obj, "MODIFIED")
-
-    def _maybe_finish_foreground(self, info: ResourceInfo, uid: str) -> Obj | None:
-        if self._dependents(uid):
-            return None
-        loc = self._uids.get(uid)
-        if loc is None:
-            return None
-        owner = self.store.get(*loc)
-        if owner is None:
-            return None
-        return self._drop_finalizer(info, owner, "foregroundDeletion")
-
-    def _drain_namespace(self, ns: str) -> None:
-        for tk, o in list(self.store.iter_all()):
-            if tk in self.types and self.types[tk].namespaced and o["metadata"].get("namespace") == ns:
-                self._delete_quietly(self.types[tk], o)
-        self._maybe_finish_namespace(ns)
-
-    def _maybe_finish_namespace(self, ns: str) -> None:
-        nso = self.store.peek(NS_KEY, "", ns)
-        if nso is None or not nso["metadata"].get("deletionTimestamp") or nso["metadata"].get("finalizers"):
-            return
-        if any(o["metadata"].get("namespace") == ns for tk, o in self.store.iter_all() if tk != NS_KEY):
-            return
-        self._remove(self.types[NS_KEY], copy.deepcopy(nso))
-
-    def _schedule_orphan_check(self, info: ResourceInfo, obj: Obj) -> None:
-        """Like the garbage collector: a dependent whose owners all do not exist is deleted."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        uid = obj["metadata"]["uid"]
-
-        def check() -> None:
-            loc = self._uids.get(uid)
-            if loc is None:
-                return
-            cur = self.store.get(*loc)
-            if cur is None:
-                return
-            refs = cur["metadata"].get("ownerReferences") or []
-            if refs and not any(self.uid_exists(r.get("uid", "")) for r in refs):
-                self._delete_quietly(self.types[loc[0]], cur)
-
-        loop.call_later(0.05, check)
 
 
 def _comparable(obj: Obj) -> Obj:
