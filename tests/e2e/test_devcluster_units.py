@@ -149,3 +149,31 @@ def test_status_shapes_are_kuberays() -> None:
         },
         "other": {"status": "NOT_STARTED"},
     }
+
+
+def test_minimal_kuberay_crds_store_ray_objects(tmp_path: Path) -> None:
+    """Without KubeRay's CRDs the dev cluster installs open-schema ones: objects and status are stored."""
+    import httpx
+    import yaml
+
+    from kaito_devcluster.crds import minimal_kuberay_crds
+    from kube_api_emulator import KubeApiEmulator
+
+    crd_file = tmp_path / "crds.yaml"
+    crd_file.write_text(yaml.safe_dump_all(minimal_kuberay_crds()))
+    with KubeApiEmulator.in_thread(crds=[crd_file]) as emu:
+        base = f"{emu.url}/apis/ray.io/v1/namespaces/default"
+        for plural, kind in (
+            ("rayjobs", "RayJob"),
+            ("rayservices", "RayService"),
+            ("rayclusters", "RayCluster"),
+        ):
+            body = {"apiVersion": "ray.io/v1", "kind": kind, "metadata": {"name": "x"}, "spec": {"any": 1}}
+            assert httpx.post(f"{base}/{plural}", json=body).status_code == 201
+        r = httpx.patch(
+            f"{base}/rayjobs/x/status",
+            json={"status": {"jobStatus": "RUNNING"}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert r.status_code == 200 and r.json()["status"]["jobStatus"] == "RUNNING"
+        assert r.json()["spec"] == {"any": 1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -94,13 +95,13 @@ def read_calls(log_file: Path) -> list[ApiCall]:
     return calls
 
 
-def granted(rules: list[dict[str, object]]) -> set[tuple[str, str, str]]:
+def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     """(group, resource, verb) triples a ClusterRole's rules grant (no wildcards expected)."""
     out: set[tuple[str, str, str]] = set()
     for rule in rules:
-        for group in rule.get("apiGroups") or []:  # type: ignore[union-attr]
-            for resource in rule.get("resources") or []:  # type: ignore[union-attr]
-                for verb in rule.get("verbs") or []:  # type: ignore[union-attr]
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                for verb in rule.get("verbs") or []:
                     out.add((str(group), str(resource), str(verb)))
     return out
 

@@ -165,7 +165,7 @@ class DevCluster:
         assert self.emulator is not None
         paths = self.options.kuberay_crds or reference_kuberay_crds()
         if paths:
-            self.emulator.load_crds(paths)
+            self.emulator.load_crds(list[str | Path](paths))
             self.started.kuberay_crds = f"KubeRay CRDs from {', '.join(str(p) for p in paths)}"
             return
         crd_dir = self.options.state_dir / "crds"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -347,8 +348,10 @@ class KubeRayStandin:
         status: dict[str, Any] = job_info_status(info)
         deadline = spec.get("activeDeadlineSeconds")
         started = _parse_time(st.get("startTime"))
-        overdue = bool(deadline and started) and dt.datetime.now(dt.UTC) >= started + dt.timedelta(
-            seconds=int(deadline or 0)
+        overdue = (
+            bool(deadline)
+            and started is not None
+            and dt.datetime.now(dt.UTC) >= started + dt.timedelta(seconds=int(deadline or 0))
         )
         if overdue and info.get("status") not in JOB_TERMINAL:
             await self.dashboard.stop_job(run.job_id)
@@ -725,7 +728,7 @@ class KubeRayStandin:
                 if key not in self.forwarders:
                     fwd = Forwarder(
                         f"{meta['namespace']}/{meta['name']}:{port.get('port')}",
-                        lambda key=key: self._targets.get(key),
+                        functools.partial(self._targets.get, key),
                     )
                     self.forwarders[key] = await fwd.start()
                 annotation = ANNOTATION_LOCAL_URL if target == SERVE_PORT else ANNOTATION_LOCAL_DASHBOARD
