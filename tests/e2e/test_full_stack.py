@@ -309,13 +309,8 @@ KNOWN_GAPS = {
         ("karpenter.sh", "machines/status", "get"): "unused grant",
         ("karpenter.sh", "nodeclaims/status", "get"): "unused grant",
     },
-    "workspace-controller": {
-        ("apiextensions.k8s.io", "customresourcedefinitions", "list"): "forbidden: kopf's resource scanning",
-        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "forbidden: kopf's resource scanning",
-        ("events.k8s.io", "events", "create"): "unused grant (kopf posts core/v1 Events)",
-        ("kaito.sh", "workspaces/status", "get"): "unused grant",
-        ("karpenter.sh", "nodeclaims", "get"): "unused grant",
-    },
+    # Fixed in charts/workspace-controller (fba2805) after this test reported them.
+    "workspace-controller": {},
 }
 
 
