@@ -32,6 +32,12 @@ import numpy as np
 import torch
 
 ARCHS: dict[str, dict[str, Any]] = {
+    # A toy Phi-3 to check the --arch path on a CPU.
+    "tiny-phi3": {
+        "type": "phi3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 512,
+        "max_position_embeddings": 2048, "pad_token_id": 0, "targets": ["qkv_proj", "o_proj"],
+    },
     # Phi-3-mini-4k-instruct (3.8B)
     "phi3-mini": {
         "type": "phi3", "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
@@ -185,7 +191,9 @@ def arch_model(name: str, device: torch.device, gradient_checkpointing: bool) ->
     config = AutoConfig.for_model(kind, **spec)
     config.use_cache = False
     with torch.device(device):
-        base = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        base = AutoModelForCausalLM.from_config(
+            config, dtype=torch.bfloat16 if device.type == "cuda" else None
+        )
     if gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
@@ -241,14 +249,16 @@ def main() -> int:
     if args.arch:
         model, n_params = arch_model(args.arch, device, not args.no_gradient_checkpointing)
         vocab = ARCHS[args.arch]["vocab_size"]
-        amp = torch.bfloat16
+        amp = torch.bfloat16 if device.type == "cuda" else None
         results |= {"arch": args.arch, "params": n_params, "method": "lora bf16",
                     "gradient_checkpointing": not args.no_gradient_checkpointing}  # fmt: skip
         rows = fixed_rows(args.batch * args.steps, args.seq, vocab)
         plain_loop(model, batches_of(rows, args.batch, 2), device, amp)  # warm-up (kernels, allocator)
-        torch.cuda.reset_peak_memory_stats()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         results["plain"] = plain_loop(model, batches_of(rows, args.batch, args.steps), device, amp)
-        results["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        gpu = device.type == "cuda"
+        results["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30 if gpu else None
         results["mfu_6N"] = 6 * n_params * results["plain"]["tokens_per_second"] / H200_BF16_FLOPS
         try:
             from kaito_runtime.tuning.model_setup import ModelSetup
@@ -264,10 +274,11 @@ def main() -> int:
         except ImportError as exc:  # e.g. no pydantic on a bare GPU image
             results["kaito_loop"] = f"skipped: {exc}"
         dolly = dolly_like_rows(4000, args.seq, vocab)
-        torch.cuda.reset_peak_memory_stats()
+        if gpu:
+            torch.cuda.reset_peak_memory_stats()
         results["packing"] = packing_compare(lambda b: plain_loop(model, b, device, amp), dolly, args.batch,
                                              args.seq, args.steps)  # fmt: skip
-        results["packing_peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        results["packing_peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30 if gpu else None
     else:
         from kaito_runtime.modeling import SMOLLM2_ID, TINY_RANDOM_ID
 

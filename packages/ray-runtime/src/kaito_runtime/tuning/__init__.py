@@ -1,15 +1,28 @@
-"""QLoRA / LoRA fine-tuning on Ray Train: `run_tuning(TuneConfig) -> TuningResult`."""
+"""QLoRA / LoRA fine-tuning on Ray Train: `run_tuning(TuneConfig) -> TuningResult`.
+
+Names are imported lazily so light modules (e.g. `encoding`) import without the whole stack."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from kaito_runtime.tuning.config import ConfigError, TuneConfig, load_config, parse_config
-from kaito_runtime.tuning.errors import DataError, DownloadError, TuningError
-
 if TYPE_CHECKING:
-    from kaito_runtime.tuning.run import TuningResult
+    from kaito_runtime.tuning.config import ConfigError, TuneConfig, load_config, parse_config
+    from kaito_runtime.tuning.errors import DataError, DownloadError, TuningError
+    from kaito_runtime.tuning.run import TuningResult, run_tuning
 
+_EXPORTS = {
+    "ConfigError": "config",
+    "TuneConfig": "config",
+    "load_config": "config",
+    "parse_config": "config",
+    "DataError": "errors",
+    "DownloadError": "errors",
+    "TuningError": "errors",
+    "TuningResult": "run",
+    "run_tuning": "run",
+}
 __all__ = [
     "ConfigError",
     "DataError",
@@ -23,15 +36,7 @@ __all__ = [
 ]
 
 
-def run_tuning(config: TuneConfig, **kwargs: Any) -> TuningResult:
-    from kaito_runtime.tuning.run import run_tuning as _run_tuning
-
-    return _run_tuning(config, **kwargs)
-
-
 def __getattr__(name: str) -> Any:
-    if name == "TuningResult":
-        from kaito_runtime.tuning.run import TuningResult
-
-        return TuningResult
-    raise AttributeError(name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"kaito_runtime.tuning.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'kaito_runtime.tuning' has no attribute {name!r}")

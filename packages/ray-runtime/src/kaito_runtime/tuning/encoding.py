@@ -7,11 +7,11 @@ import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kaito_runtime.tuning.schema import Example, Message
-
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
+
+    from kaito_runtime.tuning.schema import Example, Message
 
 IGNORE = -100
 
