@@ -306,6 +306,12 @@ def main() -> int:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--engine", choices=["auto", "dynamic", "static"], default="auto")
     parser.add_argument("--max-cache-len", type=int, default=1024)
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=1,
+        help="torch threads on CPU for the baseline (a Serve replica with num_cpus=1 gets one too)",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -317,6 +323,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kaito-bench-"))
     source = model_source(args, workdir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(args.cpu_threads)
     tokenizer = load_tokenizer(source)
     if args.arch and args.mode == "engine":
         model = random_arch_model(args.arch)
