@@ -87,8 +87,13 @@ def test_kopf_handlers_timer_status_and_finalizer(
     assert "test.example.com/kopf-finalizer" in obj["metadata"]["finalizers"]
     assert obj["spec"]["color"] == "red"  # schema default
 
-    events = client.CoreV1Api(api).list_namespaced_event("default", field_selector="involvedObject.name=w1")
-    assert any(e.reason == "Created" and "size 1" in e.message for e in events.items)
+    def created_event() -> bool:
+        events = client.CoreV1Api(api).list_namespaced_event(
+            "default", field_selector="involvedObject.name=w1"
+        )
+        return any(e.reason == "Created" and "size 1" in e.message for e in events.items)
+
+    wait_for(created_event, what="the Created event kopf posts (asynchronously)")
 
     wait_for(lambda: get().get("status", {}).get("ticks", 0) >= 3, what="timer ticks")
 

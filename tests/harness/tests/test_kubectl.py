@@ -288,12 +288,12 @@ def test_standalone_process(tmp_path: Path, workspace_crd: Path) -> None:
     import socket
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     kc = tmp_path / "kc"
-    proc = subprocess.Popen(
-        [
+    for _attempt in range(3):  # a free port can be taken by another process before ours binds it
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [
             sys.executable,
             "-m",
             "kube_api_emulator",
@@ -303,15 +303,15 @@ def test_standalone_process(tmp_path: Path, workspace_crd: Path) -> None:
             str(kc),
             "--crds",
             str(workspace_crd),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
         line = proc.stdout.readline()
-        assert f"127.0.0.1:{port}" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
+        err = "" if line else proc.stderr.read()
+        if line or "cannot serve" not in err:
+            break
+    try:
+        assert f"127.0.0.1:{port}" in line, line + err
         k = Kubectl(kc, tmp_path)
         k.run(
             "apply",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,13 +16,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from . import discovery, openapi, patches, tables
-from . import jsoncopy as copy
 from .cluster import CRD_KEY, Cluster, WriteOptions
 from .errors import ApiError, not_implemented
 from .kubeconfig import write_kubeconfig
 from .resources import ResourceInfo
-from .selectors import parse_field_selector, parse_label_selector
-from .store import Event, TooOld
+from .watch import serve_watch, truthy
+from .yamlfiles import SafeLoader, yaml_docs
 
 log = logging.getLogger("kube_api_emulator")
 T = TypeVar("T")
@@ -76,14 +73,10 @@ async def _read_body(request: web.Request) -> Any:
         return None
     try:
         if ct in ("application/yaml", patches.APPLY_PATCH):
-            return yaml.load(raw, Loader=_SafeLoader)
+            return yaml.load(raw, Loader=SafeLoader)
         return json.loads(raw)
     except (ValueError, yaml.YAMLError) as e:
         raise ApiError(400, f"the request body could not be decoded as {ct}: {e}") from e
-
-
-def _bool(v: str | None) -> bool:
-    return v is not None and v.lower() in ("1", "true")
 
 
 class KubeApiEmulator:
@@ -123,7 +116,7 @@ class KubeApiEmulator:
         """Create the CRDs found in YAML files (or directories of them); returns their names."""
         names = []
         info = self.cluster.types[CRD_KEY]
-        for doc in _yaml_docs([Path(p) for p in paths]):
+        for doc in yaml_docs([Path(p) for p in paths]):
             if doc.get("kind") != "CustomResourceDefinition":
                 continue
             name = doc["metadata"]["name"]
@@ -316,10 +309,29 @@ class KubeApiEmulator:
         q = request.query
         if request.method == "GET":
             params = _accept(request)
-            if name is None and (legacy_watch or _bool(q.get("watch"))):
-                return await self._watch(request, info, version, ns, params)
+            if name is None and (legacy_watch or truthy(q.get("watch"))):
+                return await serve_watch(
+                    request,
+                    c,
+                    info,
+                    version,
+                    ns,
+                    params,
+                    bookmark_interval=self.bookmark_interval,
+                    tasks=self._watch_tasks,
+                )
             if legacy_watch:
-                return await self._watch(request, info, version, ns, params, name=name)
+                return await serve_watch(
+                    request,
+                    c,
+                    info,
+                    version,
+                    ns,
+                    params,
+                    name,
+                    bookmark_interval=self.bookmark_interval,
+                    tasks=self._watch_tasks,
+                )
             if name is None:
                 listed = c.list(
                     info,
@@ -337,7 +349,7 @@ class KubeApiEmulator:
             dry_run=q.get("dryRun") == "All",
             field_manager=q.get("fieldManager") or _default_manager(request),
             field_validation=q.get("fieldValidation") or "Warn",
-            force=_bool(q.get("force")),
+            force=truthy(q.get("force")),
         )
         if opts.field_validation not in ("Strict", "Warn", "Ignore"):
             raise ApiError(
@@ -370,7 +382,7 @@ class KubeApiEmulator:
             if q.get("propagationPolicy"):
                 options["propagationPolicy"] = q["propagationPolicy"]
             if q.get("orphanDependents") is not None:
-                options["orphanDependents"] = _bool(q["orphanDependents"])
+                options["orphanDependents"] = truthy(q["orphanDependents"])
             if name is None:
                 return _json_response(
                     c.delete_collection(
@@ -455,177 +467,6 @@ class KubeApiEmulator:
             raise ApiError(406, f"kube-api-emulator cannot serve as={kind}", reason="NotAcceptable")
         return listed
 
-    # ---- watch ----
-
-    async def _watch(
-        self,
-        request: web.Request,
-        info: ResourceInfo,
-        version: str,
-        ns: str | None,
-        params: dict[str, str],
-        name: str | None = None,
-    ) -> web.StreamResponse:
-        q = request.query
-        c = self.cluster
-        match_labels = parse_label_selector(q.get("labelSelector"))
-        field_sel = q.get("fieldSelector")
-        if name:
-            field_sel = f"metadata.name={name}" + (f",{field_sel}" if field_sel else "")
-        match_fields = parse_field_selector(field_sel, info.kind, info.selectable_fields)
-        ns_filter = ns if info.namespaced else None
-
-        def matches(o: dict[str, Any] | None) -> bool:
-            if o is None:
-                return False
-            md = o["metadata"]
-            if ns_filter is not None and md.get("namespace") != ns_filter:
-                return False
-            return match_labels(md.get("labels") or {}) and match_fields(o)
-
-        as_table = params.get("as") == "Table"
-        include = q.get("includeObject") or "Metadata"
-
-        def shape(o: dict[str, Any]) -> dict[str, Any]:
-            out = c.out(info, version, o)
-            if as_table:
-                return tables.table(info, version, [out], out["metadata"]["resourceVersion"], include)
-            return out
-
-        bookmarks = _bool(q.get("allowWatchBookmarks"))
-        send_initial = _bool(q.get("sendInitialEvents"))
-        rv_param = q.get("resourceVersion") or ""
-        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
-        if send_initial and q.get("resourceVersionMatch") != "NotOlderThan":
-            raise ApiError(
-                422,
-                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
-                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-            )
-        if send_initial and not bookmarks:
-            raise ApiError(
-                422,
-                'ListOptions.meta.k8s.io "" is invalid: allowWatchBookmarks: Forbidden: '
-                "sendInitialEvents requires setting allowWatchBookmarks to true",
-            )
-
-        watcher = c.store.add_watcher(info.key)
-        resp = web.StreamResponse(
-            status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"}
-        )
-        resp.enable_chunked_encoding()
-        task = asyncio.current_task()
-        if task is not None:
-            self._watch_tasks.add(task)
-        try:
-            backlog: list[tuple[str, dict[str, Any]]] = []
-            too_old = False
-            if rv_param in ("", "0") or send_initial:
-                for o in c.store.list(info.key, ns_filter):
-                    if matches(o):
-                        backlog.append(("ADDED", o))
-                start_rv = c.store.resource_version
-            else:
-                try:
-                    start_rv = int(rv_param)
-                except ValueError as e:
-                    raise ApiError(400, f"invalid resourceVersion {rv_param!r}") from e
-                try:
-                    backlog.extend(
-                        ev for ev in self._translate(c.store.events_since(info.key, start_rv), matches)
-                    )
-                except TooOld:
-                    too_old = True
-            await resp.prepare(request)
-            if too_old:
-                await _send(
-                    resp,
-                    "ERROR",
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": f"too old resource version: {rv_param} ({c.store.resource_version})",
-                        "reason": "Expired",
-                        "code": 410,
-                    },
-                )
-                return resp
-            last_rv = start_rv
-            for typ, o in backlog:
-                await _send(resp, typ, shape(o))
-                last_rv = max(last_rv, int(o["metadata"]["resourceVersion"]))
-            if send_initial:
-                await _send(
-                    resp, "BOOKMARK", self._bookmark(info, version, str(max(last_rv, start_rv)), initial=True)
-                )
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout if timeout else None
-            next_bookmark = loop.time() + self.bookmark_interval
-            while True:
-                now = loop.time()
-                if deadline is not None and now >= deadline:
-                    break
-                if bookmarks and now >= next_bookmark:
-                    await _send(
-                        resp, "BOOKMARK", self._bookmark(info, version, str(c.store.resource_version))
-                    )
-                    next_bookmark = now + self.bookmark_interval
-                if request.transport is None or request.transport.is_closing():
-                    break  # the client went away
-                # wake up at least every second to notice a client that went away
-                wait = min(
-                    1.0,
-                    (deadline - now) if deadline is not None else 1.0,
-                    (next_bookmark - now) if bookmarks else 1.0,
-                )
-                try:
-                    ev = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.0))
-                except TimeoutError:
-                    continue
-                if ev is None:
-                    break
-                if ev.rv <= start_rv:
-                    continue
-                for typ, o in self._translate([ev], matches):
-                    await _send(resp, typ, shape(o))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            c.store.remove_watcher(watcher)
-            if task is not None:
-                self._watch_tasks.discard(task)
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await resp.write_eof()
-        return resp
-
-    @staticmethod
-    def _translate(events: list[Event], matches: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Selector-aware event types: an object leaving the selection is DELETED, entering is ADDED."""
-        for ev in events:
-            now_in, was_in = matches(ev.obj), matches(ev.old)
-            if ev.type == "DELETED":
-                if was_in or now_in:
-                    yield "DELETED", ev.obj
-            elif now_in and was_in:
-                yield "MODIFIED", ev.obj
-            elif now_in:
-                yield "ADDED", ev.obj
-            elif was_in:
-                yield "DELETED", ev.obj
-
-    @staticmethod
-    def _bookmark(info: ResourceInfo, version: str, rv: str, initial: bool = False) -> dict[str, Any]:
-        md: dict[str, Any] = {"resourceVersion": rv, "creationTimestamp": None}
-        if initial:
-            md["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return {"kind": info.kind, "apiVersion": info.api_version(version), "metadata": md}
-
-
-async def _send(resp: web.StreamResponse, typ: str, obj: dict[str, Any]) -> None:
-    await resp.write((json.dumps({"type": typ, "object": obj}) + "\n").encode())
-
 
 def _warning_headers(opts: WriteOptions) -> CIMultiDict[str] | None:
     """One `Warning: 299 - "..."` header per warning, as the real server sends them."""
@@ -640,43 +481,3 @@ def _warning_headers(opts: WriteOptions) -> CIMultiDict[str] | None:
 def _default_manager(request: web.Request) -> str:
     ua = request.headers.get("User-Agent", "")
     return ua.split("/")[0] if ua else "unknown"
-
-
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_YAML_CACHE: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("KUBE_API_EMULATOR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kube-api-emulator"
-    )
-    return Path(base)
-
-
-def _load_file(f: Path) -> list[dict[str, Any]]:
-    """Parsed YAML documents of a file, cached by path, mtime and size: in memory, and as JSON on disk
-    (the reference CRDs take seconds to parse as YAML, milliseconds as JSON)."""
-    st = f.stat()
-    key = (str(f.resolve()), st.st_mtime, st.st_size)
-    if key not in _YAML_CACHE:
-        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
-        cached = _cache_dir() / f"{digest}.json"
-        docs: list[dict[str, Any]] | None = None
-        with contextlib.suppress(OSError, ValueError):
-            docs = json.loads(cached.read_text())
-        if docs is None:
-            docs = [d for d in yaml.load_all(f.read_text(), Loader=_SafeLoader) if isinstance(d, dict)]
-            with contextlib.suppress(OSError, TypeError, ValueError):
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(docs))
-                tmp.replace(cached)
-        _YAML_CACHE[key] = docs
-    return copy.deepcopy(_YAML_CACHE[key])
-
-
-def _yaml_docs(paths: list[Path]) -> Iterator[dict[str, Any]]:
-    for p in paths:
-        files = sorted(p.glob("*.y*ml")) if p.is_dir() else [p]
-        for f in files:
-            yield from _load_file(f)
