@@ -259,21 +259,22 @@ async def _collect(handle: RequestHandle, request: Request) -> GenerationResult:
             handle.cancel()
 
 
-async def _events(handle: RequestHandle, request: Request) -> AsyncIterator[StreamEvent]:
+async def _events(handle: RequestHandle, request: Request) -> AsyncIterator[list[StreamEvent]]:
     watcher = asyncio.create_task(_watch_disconnect(handle, request))
     try:
-        async for event in handle:
-            yield event
+        async for batch in handle.batches():
+            yield batch
     finally:
         watcher.cancel()
         if not handle.done:
             handle.cancel()
 
 
-def _sse(chunks: AsyncIterator[dict]) -> StreamingResponse:
+def _sse(chunks: AsyncIterator[list[dict]]) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
-        async for chunk in chunks:
-            yield f"data: {json.dumps(chunk)}\n\n"
+        async for group in chunks:
+            if group:
+                yield "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in group)
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -281,7 +282,7 @@ def _sse(chunks: AsyncIterator[dict]) -> StreamingResponse:
 
 async def _chat_chunks(
     handle: RequestHandle, request: Request, rid: str, created: int, model: str, include_usage: bool
-) -> AsyncIterator[dict]:
+) -> AsyncIterator[list[dict]]:
     def chunk(delta: dict, finish: str | None) -> dict:
         return {
             "id": rid,
@@ -291,26 +292,35 @@ async def _chat_chunks(
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
         }
 
-    yield chunk({"role": "assistant", "content": ""}, None)
+    yield [chunk({"role": "assistant", "content": ""}, None)]
     last: StreamEvent | None = None
-    async for event in _events(handle, request):
-        last = event
-        if event.finish_reason == "error":
-            yield {"error": {"message": event.error or "generation failed", "type": "server_error"}}
-            return
-        if event.delta:
-            yield chunk({"content": event.delta}, None)
+    async for batch in _events(handle, request):
+        group = []
+        for event in batch:
+            last = event
+            if event.finish_reason == "error":
+                yield [
+                    *group,
+                    {"error": {"message": event.error or "generation failed", "type": "server_error"}},
+                ]
+                return
+            if event.delta:
+                group.append(chunk({"content": event.delta}, None))
+        yield group
     if last is not None:
-        yield chunk({}, last.finish_reason)
+        tail = [chunk({}, last.finish_reason)]
         if include_usage:
-            yield {
-                "id": rid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": _usage(last.prompt_tokens, last.completion_tokens),
-            }
+            tail.append(
+                {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": _usage(last.prompt_tokens, last.completion_tokens),
+                }
+            )
+        yield tail
 
 
 async def _completion_chunks(
@@ -321,7 +331,7 @@ async def _completion_chunks(
     model: str,
     include_usage: bool,
     prefix: str,
-) -> AsyncIterator[dict]:
+) -> AsyncIterator[list[dict]]:
     def chunk(text: str, finish: str | None) -> dict:
         return {
             "id": rid,
@@ -332,23 +342,32 @@ async def _completion_chunks(
         }
 
     if prefix:
-        yield chunk(prefix, None)
+        yield [chunk(prefix, None)]
     last: StreamEvent | None = None
-    async for event in _events(handle, request):
-        last = event
-        if event.finish_reason == "error":
-            yield {"error": {"message": event.error or "generation failed", "type": "server_error"}}
-            return
-        if event.delta:
-            yield chunk(event.delta, None)
+    async for batch in _events(handle, request):
+        group = []
+        for event in batch:
+            last = event
+            if event.finish_reason == "error":
+                yield [
+                    *group,
+                    {"error": {"message": event.error or "generation failed", "type": "server_error"}},
+                ]
+                return
+            if event.delta:
+                group.append(chunk(event.delta, None))
+        yield group
     if last is not None:
-        yield chunk("", last.finish_reason)
+        tail = [chunk("", last.finish_reason)]
         if include_usage:
-            yield {
-                "id": rid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": _usage(last.prompt_tokens, last.completion_tokens),
-            }
+            tail.append(
+                {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": _usage(last.prompt_tokens, last.completion_tokens),
+                }
+            )
+        yield tail

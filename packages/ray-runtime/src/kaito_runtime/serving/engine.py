@@ -127,13 +127,22 @@ class RequestHandle:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
-    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+    async def batches(self) -> AsyncIterator[list[StreamEvent]]:
+        """Events in groups: everything that arrived while the caller was busy comes at once
+        (streaming sends one network chunk per group, not one per token)."""
         assert self._async_queue is not None, "submit() was called without an event loop"
         while True:
-            event = await self._async_queue.get()
-            yield event
-            if event.finish_reason is not None:
+            batch = [await self._async_queue.get()]
+            while not self._async_queue.empty():
+                batch.append(self._async_queue.get_nowait())
+            yield batch
+            if batch[-1].finish_reason is not None:
                 return
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
 
     def __iter__(self) -> Iterator[StreamEvent]:
         while True:
@@ -213,6 +222,7 @@ class BatchingEngine:
         self._cache: Any = None
         self._mask: torch.Tensor | None = None
         self._thread: threading.Thread | None = None
+        self._outbox: list[tuple[RequestHandle, StreamEvent]] = []
         self._stopping = False
         self.steps = 0
         self.max_batch_seen = 0
@@ -288,9 +298,32 @@ class BatchingEngine:
                 self._drop_cancelled()
                 if self._rows:
                     self._decode_step()
+                self._flush()
         for row in self._rows:
             self._finish(row, "error", "the engine stopped")
         self._rows = []
+        self._flush()
+
+    def _emit(self, handle: RequestHandle, event: StreamEvent) -> None:
+        self._outbox.append((handle, event))
+
+    def _flush(self) -> None:
+        """Deliver this step's events: one wake-up per caller event loop, not one per token."""
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[RequestHandle, StreamEvent]]] = {}
+        for handle, event in self._outbox:
+            if handle._loop is None:
+                handle._sync_queue.put(event)
+            else:
+                by_loop.setdefault(handle._loop, []).append((handle, event))
+        self._outbox = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that caller's loop is closed: nobody listens any more
+                for handle, _ in items:
+                    handle.cancel()
 
     def _take_admissible(self) -> list[RequestHandle]:
         """Waiting requests that fit in the batch now (FIFO, bounded by free slots and prefill tokens)."""
@@ -429,15 +462,16 @@ class BatchingEngine:
             elif row.generated >= row.max_new_tokens:
                 self._finish(row, "length", prefix=delta)
             elif delta:
-                row.handle._push(StreamEvent(delta, row.generated, len(row.handle.request.prompt_ids)))
+                self._emit(row.handle, StreamEvent(delta, row.generated, len(row.handle.request.prompt_ids)))
 
     def _finish(self, row: _Row, reason: str, error: str | None = None, prefix: str = "") -> None:
         row.finish_reason = reason
         self.metrics.finished(reason)
         tail = "" if reason in ("error", "cancelled") else row.tracker.finish()
         row.handle.done = True
-        row.handle._push(
-            StreamEvent(prefix + tail, row.generated, len(row.handle.request.prompt_ids), reason, error)
+        self._emit(
+            row.handle,
+            StreamEvent(prefix + tail, row.generated, len(row.handle.request.prompt_ids), reason, error),
         )
 
     def _drop_cancelled(self) -> None:
@@ -466,6 +500,12 @@ class BatchingEngine:
             for layer in self._cache.layers:
                 layer.keys = layer.keys[..., first:, :]
                 layer.values = layer.values[..., first:, :]
+
+
+def _deliver(items: list[tuple[RequestHandle, StreamEvent]]) -> None:
+    for handle, event in items:
+        assert handle._async_queue is not None
+        handle._async_queue.put_nowait(event)
 
 
 def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
