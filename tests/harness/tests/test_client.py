@@ -585,3 +585,37 @@ def test_create_with_resource_version_fails_like_real_server(core: client.CoreV1
     with pytest.raises(ApiException) as e:
         core.create_namespaced_config_map("default", {"metadata": {"name": "rv", "resourceVersion": "5"}})
     assert e.value.status == 500 and "resourceVersion should not be set" in status_of(e.value)["message"]
+
+
+def test_server_side_apply_conflicts(emu: KubeApiEmulator) -> None:
+    base = "/api/v1/namespaces/default/configmaps/own1"
+    doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own1\ndata:\n  x: '1'\n  y: '1'\n"
+    code, _, _ = http(
+        emu, "PATCH", base + "?fieldManager=alice", doc.encode(), "application/apply-patch+yaml"
+    )
+    assert code == 201
+    code, _, _ = http(
+        emu, "PATCH", base + "?fieldManager=bob", {"data": {"x": "2"}}, "application/merge-patch+json"
+    )
+    assert code == 200
+    code, body, _ = http(
+        emu, "PATCH", base + "?fieldManager=alice", doc.encode(), "application/apply-patch+yaml"
+    )
+    assert code == 409 and body["reason"] == "Conflict"
+    assert body["message"] == 'Apply failed with 1 conflict: conflict with "bob" using v1: .data.x'
+    assert body["details"]["causes"] == [
+        {"type": "FieldManagerConflict", "message": 'conflict with "bob" using v1', "field": ".data.x"}
+    ]
+    # the same value is no conflict: carol co-owns y
+    same = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own1\ndata:\n  y: '1'\n"
+    code, _, _ = http(
+        emu, "PATCH", base + "?fieldManager=carol", same.encode(), "application/apply-patch+yaml"
+    )
+    assert code == 200
+    code, body, _ = http(
+        emu, "PATCH", base + "?fieldManager=alice&force=true", doc.encode(), "application/apply-patch+yaml"
+    )
+    assert code == 200 and body["data"] == {"x": "1", "y": "1"}
+    owners = {e["manager"]: e["fieldsV1"] for e in body["metadata"]["managedFields"]}
+    assert owners["alice"] == {"f:data": {"f:x": {}, "f:y": {}}}
+    assert "bob" not in owners and owners["carol"] == {"f:data": {"f:y": {}}}

@@ -81,6 +81,11 @@ def test_apply_patch_and_server_side(kubectl: Kubectl) -> None:
     kubectl.run("apply", "--server-side", "-f", "-", input=ssa.replace("  y: '2'\n", ""))
     got = _get(kubectl, "cm", "ssa")
     assert got["data"] == {"x": "1"}  # field dropped from the applied config is removed
+    kubectl.run("patch", "cm", "ssa", "--type", "merge", "-p", '{"data":{"x":"changed"}}')
+    res = kubectl.run("apply", "--server-side", "-f", "-", input=ssa.replace("  y: '2'\n", ""), check=False)
+    assert res.returncode != 0 and "Apply failed with 1 conflict" in res.stderr and ".data.x" in res.stderr
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", input=ssa.replace("  y: '2'\n", ""))
+    assert _get(kubectl, "cm", "ssa")["data"] == {"x": "1"}
     yaml_out = kubectl.run("get", "cm", "ssa", "-o", "yaml", "--show-managed-fields").stdout
     assert "manager: kubectl" in yaml_out and "operation: Apply" in yaml_out
 

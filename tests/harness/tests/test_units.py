@@ -300,3 +300,27 @@ def test_crd_selectable_fields() -> None:
     info = from_crd(crd)
     match = parse_field_selector("spec.color=red", info.kind, info.selectable_fields)
     assert match({"metadata": {}, "spec": {"color": "red"}}) and not match({"metadata": {}, "spec": {}})
+
+
+def test_ownership_leaves_and_paths() -> None:
+    from kube_api_emulator import ownership
+
+    obj = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "b"}, "uid": "u"},
+        "spec": {"containers": [{"name": "c", "image": "i"}], "tolerations": [{"key": "k"}]},
+        "status": {"phase": "Running"},
+    }
+    got = ownership.leaves(ownership.subject(obj, True, None), {})
+    assert got == {
+        ("f:metadata", "f:labels", "f:a"): "b",
+        ("f:spec", "f:containers", 'k:{"name":"c"}', "f:name"): "c",
+        ("f:spec", "f:containers", 'k:{"name":"c"}', "f:image"): "i",
+        ("f:spec", "f:tolerations"): [{"key": "k"}],
+    }
+    assert ownership.subject(obj, True, "status") == {"status": {"phase": "Running"}}
+    assert (
+        ownership.show(("f:spec", "f:containers", 'k:{"name":"c"}', "f:image"))
+        == '.spec.containers[name="c"].image'
+    )

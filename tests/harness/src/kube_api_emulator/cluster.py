@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import behaviours, crds, patches, schema
+from . import behaviours, crds, ownership, patches, schema
 from . import jsoncopy as copy
 from .errors import ApiError, FieldError, already_exists, conflict, invalid, not_found
 from .gc import NS_KEY, GarbageCollection
@@ -37,6 +37,7 @@ class Cluster(GarbageCollection):
         self.store = Store(history_limit)
         self.types: dict[tuple[str, str], ResourceInfo] = {}
         self._applied: dict[tuple[str, str], Any] = {}  # (uid, manager) -> last applied configuration
+        self._own = ownership.Ownership()
         self._uids: dict[str, tuple[tuple[str, str], str, str]] = {}
         self._ips = behaviours.ServiceIPs()
         self.store.listeners.append(self._index_uid)
@@ -189,6 +190,14 @@ class Cluster(GarbageCollection):
     def _invalid(self, info: ResourceInfo, name: str, errs: builtins.list[FieldError]) -> ApiError:
         return invalid(info.kind, info.group, name, errs)
 
+    def _leaves(
+        self, info: ResourceInfo, version: str, obj: Obj | None, subresource: str | None
+    ) -> dict[Any, Any]:
+        if obj is None:
+            return {}
+        keys = patches.list_map_keys_from_schema(info.schemas.get(version))
+        return ownership.leaves(ownership.subject(obj, info.status_subresource, subresource), keys)
+
     def _manager(
         self,
         opts: WriteOptions,
@@ -198,46 +207,23 @@ class Cluster(GarbageCollection):
         operation: str,
         subresource: str | None,
         applied: Any = None,
+        old: Obj | None = None,
     ) -> None:
-        manager = opts.field_manager or "unknown"
-        entries = [
-            e
-            for e in obj["metadata"].get("managedFields") or []
-            if not (
-                e.get("manager") == manager
-                and e.get("operation") == operation
-                and e.get("subresource") == subresource
-            )
-        ]
-        src = (
-            applied
-            if applied is not None
-            else {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        """Record who set which fields (managedFields) for a write about to be stored."""
+        if opts.dry_run:
+            return
+        uid = obj["metadata"]["uid"]
+        key = (opts.field_manager or "unknown", operation, subresource or "")
+        self._own.record(
+            uid,
+            key,
+            info.api_version(version),
+            now(),
+            self._leaves(info, version, old, subresource),
+            self._leaves(info, version, obj, subresource),
+            self._leaves(info, version, applied, subresource) if applied is not None else None,
         )
-        if isinstance(src, dict):
-            src = {k: v for k, v in src.items() if k not in ("apiVersion", "kind")}
-            if isinstance(src.get("metadata"), dict):
-                src["metadata"] = {
-                    k: v
-                    for k, v in src["metadata"].items()
-                    if k in ("labels", "annotations", "finalizers", "ownerReferences")
-                }
-                if not src["metadata"]:
-                    del src["metadata"]
-        if subresource == "status" and isinstance(src, dict):
-            src = {"status": src.get("status")} if "status" in src else {}
-        entry: Obj = {
-            "manager": manager,
-            "operation": operation,
-            "apiVersion": info.api_version(version),
-            "time": now(),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": patches.fields_v1(src),
-        }
-        if subresource:
-            entry["subresource"] = subresource
-        entries.append(entry)
-        obj["metadata"]["managedFields"] = entries
+        obj["metadata"]["managedFields"] = self._own.managed_fields(uid)
 
     def create(
         self,
@@ -404,10 +390,12 @@ class Cluster(GarbageCollection):
         new["apiVersion"] = info.api_version(info.storage_version)
         old_cmp = _comparable(old)
         if _comparable(new) == old_cmp:
+            if operation == "Apply":  # no write, but the applier now co-owns what it applied
+                self._manager(opts, copy.deepcopy(old), info, version, operation, subresource, applied, old)
             return self.out(info, version, old)
         if _spec_changed(old, new, info.status_subresource):
             new["metadata"]["generation"] = int(omd.get("generation") or 1) + 1
-        self._manager(opts, new, info, version, operation, subresource, applied)
+        self._manager(opts, new, info, version, operation, subresource, applied, old)
         if opts.dry_run:
             return self.out(info, version, new)
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
@@ -517,6 +505,15 @@ class Cluster(GarbageCollection):
             return created, True
         map_keys = patches.list_map_keys_from_schema(info.schemas.get(version))
         current = self.out(info, version, old)
+        conflicts = self._own.check_apply(
+            old["metadata"]["uid"],
+            opts.field_manager,
+            subresource,
+            self._leaves(info, version, current, subresource),
+            self._leaves(info, version, applied, subresource),
+        )
+        if conflicts and not opts.force:
+            raise self._own.conflict_error(old["metadata"]["uid"], info.plural, info.group, name, conflicts)
         previous = self._applied.get((old["metadata"]["uid"], opts.field_manager))
         merged = current
         if previous is not None:
@@ -656,6 +653,7 @@ class Cluster(GarbageCollection):
         uid = gone["metadata"]["uid"]
         for k in [k for k in self._applied if k[0] == uid]:
             del self._applied[k]
+        self._own.forget(uid)
         if info.key == CRD_KEY:
             spec = gone["spec"]
             tk = (spec["group"], spec["names"]["plural"])
