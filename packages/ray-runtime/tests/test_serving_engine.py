@@ -261,3 +261,28 @@ def test_a_failing_request_fails_alone(tiny) -> None:
         assert engine.generate(GenerationRequest(ids, params)).completion_tokens == 4
     finally:
         engine.stop()
+
+
+def test_an_unexpected_error_in_a_step_fails_that_batch_not_the_engine(tiny, monkeypatch) -> None:
+    from kaito_runtime.serving import engine as engine_module
+
+    model, tokenizer = tiny
+    real = engine_module.select_next_tokens
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("sampling exploded")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "select_next_tokens", flaky)
+    engine = BatchingEngine(model, tokenizer).start()
+    try:
+        ids = tokenizer("hello")["input_ids"]
+        params = SamplingParams(max_new_tokens=3, ignore_eos=True)
+        events = list(engine.submit(GenerationRequest(ids, params)))
+        assert events[-1].finish_reason == "error" and "sampling exploded" in (events[-1].error or "")
+        assert engine.generate(GenerationRequest(ids, params)).completion_tokens == 3
+    finally:
+        engine.stop()

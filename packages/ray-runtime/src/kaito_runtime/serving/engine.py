@@ -293,16 +293,30 @@ class BatchingEngine:
                         break
                     admitted = self._take_admissible()
                     self.metrics.queue_depth(len(self._waiting), len(self._rows) + len(admitted))
-                if admitted:
-                    self._prefill(admitted)
-                self._drop_cancelled()
-                if self._rows:
-                    self._decode_step()
+                try:
+                    if admitted:
+                        self._prefill(admitted)
+                    self._drop_cancelled()
+                    if self._rows:
+                        self._decode_step()
+                except Exception as exc:  # a bug or a bad state: fail this batch, keep the engine
+                    log.exception("generation step failed")
+                    self._fail_step(f"generation failed: {exc}", admitted)
                 self._flush()
         for row in self._rows:
             self._finish(row, "error", "the engine stopped")
         self._rows = []
         self._flush()
+
+    def _fail_step(self, message: str, admitted: list[RequestHandle]) -> None:
+        for row in self._rows:
+            if row.finish_reason is None:
+                self._finish(row, "error", message)
+        for handle in admitted:  # admitted but never made it into the batch
+            if not handle.done:
+                handle.done = True
+                self._emit(handle, StreamEvent("", 0, len(handle.request.prompt_ids), "error", message))
+        self._rows, self._cache, self._mask = [], None, None
 
     def _emit(self, handle: RequestHandle, event: StreamEvent) -> None:
         self._outbox.append((handle, event))
