@@ -619,3 +619,9 @@ def test_server_side_apply_conflicts(emu: KubeApiEmulator) -> None:
     owners = {e["manager"]: e["fieldsV1"] for e in body["metadata"]["managedFields"]}
     assert owners["alice"] == {"f:data": {"f:x": {}, "f:y": {}}}
     assert "bob" not in owners and owners["carol"] == {"f:data": {"f:y": {}}}
+    # alice stops applying y: it stays, carol still owns it; x goes
+    only_nothing = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own1\ndata: {}\n"
+    code, body, _ = http(
+        emu, "PATCH", base + "?fieldManager=alice", only_nothing.encode(), "application/apply-patch+yaml"
+    )
+    assert code == 200 and body["data"] == {"y": "1"}

@@ -517,6 +517,11 @@ class Cluster(GarbageCollection):
         previous = self._applied.get((old["metadata"]["uid"], opts.field_manager))
         merged = current
         if previous is not None:
+            # what this manager stops applying goes, unless another manager owns it too
+            shared = self._own.owned_by_others(
+                old["metadata"]["uid"], (opts.field_manager, "Apply", subresource or "")
+            )
+            previous = ownership.without(previous, shared)
             merged = patches.remove_unapplied(merged, previous, applied, map_keys)
         merged = patches.apply_merge(merged, applied, map_keys)
         rv = applied["metadata"].get("resourceVersion")

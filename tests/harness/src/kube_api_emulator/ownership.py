@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import jsoncopy as copy
 from .errors import ApiError
 from .patches import _list_keys
 
@@ -62,6 +63,40 @@ def fields_v1(paths: set[Path]) -> dict[str, Any]:
     return root
 
 
+def without(config: Any, paths: set[Path]) -> Any:
+    """A copy of `config` without the given leaf paths (fields other managers also own)."""
+    config = copy.deepcopy(config)
+    for path in paths:
+        parent: Any = None
+        node: Any = config
+        last: Any = None
+        for part in path:
+            parent, last = node, None
+            if part.startswith("f:") and isinstance(node, dict) and part[2:] in node:
+                last, node = part[2:], node[part[2:]]
+            elif part.startswith("k:") and isinstance(node, list):
+                ident = json.loads(part[2:])
+                idx = next(
+                    (
+                        i
+                        for i, x in enumerate(node)
+                        if isinstance(x, dict) and all(x.get(k) == v for k, v in ident.items())
+                    ),
+                    None,
+                )
+                if idx is None:
+                    break
+                last, node = idx, node[idx]
+            else:
+                break
+        else:
+            if isinstance(parent, dict) and isinstance(last, str):
+                del parent[last]
+            elif isinstance(parent, list) and isinstance(last, int):
+                parent.pop(last)
+    return config
+
+
 def show(path: Path) -> str:
     out = ""
     for part in path:
@@ -87,6 +122,9 @@ class Ownership:
 
     def _version(self, uid: str, mk: ManagerKey) -> str:
         return self._versions.get((uid, mk), ("", ""))[0]
+
+    def owned_by_others(self, uid: str, key: ManagerKey) -> set[Path]:
+        return {p for mk, paths in self._owners.get(uid, {}).items() if mk != key for p in paths}
 
     def check_apply(
         self, uid: str, manager: str, subresource: str | None, live: dict[Path, Any], applied: dict[Path, Any]
