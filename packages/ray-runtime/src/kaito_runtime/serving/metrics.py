@@ -19,7 +19,7 @@ class ServingMetrics(EngineMetrics):
         )
         self.latency = Histogram(
             "kaito_request_latency_seconds",
-            "HTTP request latency",
+            "HTTP request latency (to the response headers for streams)",
             ["route"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
