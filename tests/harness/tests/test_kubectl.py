@@ -413,3 +413,33 @@ def test_client_side_apply_of_huge_crd_fails_like_real_server(kubectl: Kubectl, 
         "apply", "-f", str(reference_crds / "kuberay-v1.7.0_ray.io_rayclusters.yaml"), check=False, timeout=60
     )
     assert res.returncode != 0 and "metadata.annotations: Too long" in res.stderr
+
+
+def test_scale_subresource(kubectl: Kubectl) -> None:
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sc"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "sc"}},
+            "template": {
+                "metadata": {"labels": {"app": "sc"}},
+                "spec": {"containers": [{"name": "c", "image": "i:1"}]},
+            },
+        },
+    }
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump(dep))
+    assert "scaled" in kubectl.run("scale", "deployment", "sc", "--replicas=3").stdout
+    got = _get(kubectl, "deployment", "sc")
+    assert got["spec"]["replicas"] == 3 and got["metadata"]["generation"] == 2
+    scale = json.loads(
+        kubectl.run("get", "--raw", "/apis/apps/v1/namespaces/default/deployments/sc/scale").stdout
+    )
+    assert (
+        scale["kind"] == "Scale"
+        and scale["spec"] == {"replicas": 3}
+        and scale["status"]["selector"] == "app=sc"
+    )
+    res = kubectl.run("scale", "configmap", "cfg", "--replicas=2", check=False)
+    assert res.returncode != 0

@@ -324,3 +324,48 @@ def test_ownership_leaves_and_paths() -> None:
         ownership.show(("f:spec", "f:containers", 'k:{"name":"c"}', "f:image"))
         == '.spec.containers[name="c"].image'
     )
+
+
+def test_crd_scale_subresource() -> None:
+    from kube_api_emulator import Cluster, WriteOptions
+
+    c = Cluster()
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "rs.g.io"},
+        "spec": {
+            "group": "g.io",
+            "scope": "Namespaced",
+            "names": {"plural": "rs", "kind": "R"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.size",
+                            "statusReplicasPath": ".status.size",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+    opts = WriteOptions(field_manager="t")
+    c.create(c.types[("apiextensions.k8s.io", "customresourcedefinitions")], "v1", "", crd, opts)
+    info = c.types[("g.io", "rs")]
+    c.create(info, "v1", "default", {"metadata": {"name": "a"}, "spec": {"size": 1}}, opts)
+    got = c.scale(
+        info, "v1", "default", "a", "PATCH", "application/merge-patch+json", {"spec": {"replicas": 4}}, opts
+    )
+    assert got["spec"] == {"replicas": 4} and c.get(info, "v1", "default", "a")["spec"]["size"] == 4
+    with pytest.raises(ApiError) as e:
+        c.scale(info, "v1", "default", "a", "PUT", "application/json", {"spec": {"replicas": -1}}, opts)
+    assert e.value.code == 422

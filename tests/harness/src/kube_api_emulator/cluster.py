@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import behaviours, crds, ownership, patches, schema
+from . import behaviours, crds, ownership, patches, scale, schema
 from . import jsoncopy as copy
 from .errors import ApiError, FieldError, already_exists, conflict, invalid, not_found
 from .gc import NS_KEY, GarbageCollection
@@ -532,6 +532,49 @@ class Cluster(GarbageCollection):
         if not opts.dry_run:
             self._applied[(old["metadata"]["uid"], opts.field_manager)] = applied
         return result, False
+
+    def scale(
+        self,
+        info: ResourceInfo,
+        version: str,
+        ns: str,
+        name: str,
+        method: str,
+        content_type: str,
+        body: Any,
+        opts: WriteOptions,
+    ) -> Obj:
+        """GET/PUT/PATCH of the scale subresource: reads and writes the replicas of the main object."""
+        ns = ns if info.namespaced else ""
+        old = self.store.get(info.key, ns, name)
+        if old is None:
+            raise not_found(info.plural, info.group, name)
+        current = scale.to_scale(info, old)
+        if method == "GET":
+            return current
+        if method == "PUT":
+            if not isinstance(body, dict):
+                raise ApiError(400, "the request body must be a Scale object")
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            if rv not in (None, "") and rv != old["metadata"]["resourceVersion"]:
+                raise conflict(info.plural, info.group, name)
+            wanted = (body.get("spec") or {}).get("replicas")
+        else:
+            ct = content_type.split(";")[0].strip()
+            if ct == patches.JSON_PATCH:
+                patched = patches.json_patch(current, body)
+            elif ct in (patches.MERGE_PATCH, patches.STRATEGIC_PATCH) and isinstance(body, dict):
+                patched = patches.merge_patch(current, body)
+            else:
+                raise ApiError(
+                    415,
+                    f"the scale subresource accepts merge, strategic and JSON patches, not {ct!r}",
+                    reason="UnsupportedMediaType",
+                )
+            wanted = (patched.get("spec") or {}).get("replicas")
+        new = scale.set_replicas(info, copy.deepcopy(old), wanted)
+        written = self._write_update(info, version, old, new, None, opts, "Update")
+        return scale.to_scale(info, written)
 
     def bind_pod(self, ns: str, name: str, binding: Any) -> Obj:
         """pods/binding (what a scheduler does): set spec.nodeName once."""

@@ -80,6 +80,18 @@ def resource_list(infos: list[ResourceInfo], group: str, version: str) -> dict[s
         if i.categories:
             entry["categories"] = i.categories
         resources.append(entry)
+        if i.scale_subresource:
+            resources.append(
+                {
+                    "name": f"{i.plural}/scale",
+                    "singularName": "",
+                    "namespaced": i.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
         if i.status_subresource:
             resources.append(
                 {

@@ -53,6 +53,13 @@ class ResourceInfo:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
+# The scale subresource of Deployments/StatefulSets/ReplicaSets, in the CRD `subresources.scale` form.
+BUILTIN_SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".spec.selector",
+}
+
 _VERSION_RE = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
 
 
@@ -82,6 +89,7 @@ def _b(
     status_on_create: str = "keep",
     name_rule: str = NAME_SUBDOMAIN,
     extra: tuple[str, ...] = (),
+    scale: bool = False,
 ) -> ResourceInfo:
     return ResourceInfo(
         group=group,
@@ -97,6 +105,7 @@ def _b(
         status_on_create=status_on_create,
         name_rule=name_rule,
         extra_subresources=extra,
+        scale_subresource=BUILTIN_SCALE if scale else None,
     )
 
 
@@ -192,7 +201,7 @@ def builtin_resources() -> list[ResourceInfo]:
             ("all",),
             status=True,
             status_on_create="drop",
-            extra=("scale",),
+            scale=True,
         ),
         _b(
             "apps",
@@ -204,7 +213,7 @@ def builtin_resources() -> list[ResourceInfo]:
             ("all",),
             status=True,
             status_on_create="drop",
-            extra=("scale",),
+            scale=True,
         ),
         _b(
             "apps",
@@ -227,7 +236,7 @@ def builtin_resources() -> list[ResourceInfo]:
             ("all",),
             status=True,
             status_on_create="drop",
-            extra=("scale",),
+            scale=True,
         ),
         _b("batch", "v1", "Job", "jobs", True, (), ("all",), status=True, status_on_create="drop"),
         _b(
@@ -306,5 +315,4 @@ def from_crd(crd: dict[str, Any]) -> ResourceInfo:
             for f in v.get("selectableFields") or []
             if f.get("jsonPath")
         },
-        extra_subresources=("scale",) if scale else (),
     )

@@ -299,10 +299,29 @@ class KubeApiEmulator:
         if sub is not None:
             if sub == "status" and info.status_subresource:
                 pass
+            elif sub == "scale" and info.scale_subresource and request.method in ("GET", "PUT", "PATCH"):
+                body = None if request.method == "GET" else await _read_body(request)
+                opts = WriteOptions(
+                    dry_run=request.query.get("dryRun") == "All",
+                    field_manager=request.query.get("fieldManager") or _default_manager(request),
+                )
+                assert name is not None
+                return _json_response(
+                    c.scale(
+                        info,
+                        version,
+                        ns or "",
+                        name,
+                        request.method,
+                        request.headers.get("Content-Type", ""),
+                        body,
+                        opts,
+                    )
+                )
             elif sub == "binding" and info.key == ("", "pods") and request.method == "POST" and name:
                 body = await _read_body(request)
                 return _json_response(c.bind_pod(ns or "", name, body), 201)
-            elif sub in info.extra_subresources or sub in ("scale", "finalize"):
+            elif sub in info.extra_subresources:
                 raise not_implemented(f"the {plural}/{sub} subresource")
             else:
                 raise ApiError(404, f"the server could not find the requested resource ({plural}/{sub})")
