@@ -32,17 +32,23 @@ class TextTracker:
         if self.stopped:
             return ""
         self._ids.append(token_id)
-        prefix = self._decode(self._ids[self._prefix_offset : self._read_offset])
-        full = self._decode(self._ids[self._prefix_offset :])
-        if len(full) > len(prefix) and not full.endswith("\ufffd"):
-            self.text += full[len(prefix) :]
-            self._prefix_offset = self._read_offset
-            self._read_offset = len(self._ids)
+        self._advance(final=False)
         return self._release(final=False)
 
     def finish(self) -> str:
-        """The generation ended: release everything still held."""
+        """The generation ended: release everything still held (an unfinished character as U+FFFD,
+        as `decode` of the whole output would show it)."""
+        if not self.stopped:
+            self._advance(final=True)
         return self._release(final=True)
+
+    def _advance(self, *, final: bool) -> None:
+        prefix = self._decode(self._ids[self._prefix_offset : self._read_offset])
+        full = self._decode(self._ids[self._prefix_offset :])
+        if len(full) > len(prefix) and (final or not full.endswith("\ufffd")):
+            self.text += full[len(prefix) :]
+            self._prefix_offset = self._read_offset
+            self._read_offset = len(self._ids)
 
     def _release(self, *, final: bool) -> str:
         if self._stop:
