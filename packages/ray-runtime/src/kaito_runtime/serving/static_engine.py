@@ -185,7 +185,8 @@ class StaticSlotEngine(BatchingEngine):
             graph = torch.cuda.CUDAGraph()
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
-            with torch.cuda.graph(graph, pool=self._pool):
+            # thread_local: other threads of the process (the HTTP side) may touch CUDA meanwhile
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 logits = self._step(batch, length, [])
             self._graphs[key] = (graph, logits)
             log.info("captured a CUDA graph for decode bucket batch=%d length=%d", batch, length)
