@@ -308,28 +308,12 @@ NOT_EXERCISED = {
         ("", "configmaps", "update"): "a tuning spec change rewrites the runtime ConfigMap",
     },
 }
-#: Differences found by this test and reported to the chart owners (issue 7: gpu-provisioner, issue 8:
-#: workspace-controller). Listed so that a fix does not break the test and a new difference does.
-KNOWN_GAPS = {
-    "gpu-provisioner": {
-        ("", "nodes", "create"): "forbidden: the kwok provider creates Nodes",
-        ("", "nodes/status", "patch"): "forbidden: the kwok provider marks its Nodes Ready",
-        ("kaito.sh", "kaitonodeclasses", "get"): "unused grant",
-        ("kaito.sh", "kaitonodeclasses", "list"): "unused grant",
-        ("kaito.sh", "kaitonodeclasses", "watch"): "unused grant",
-        ("", "events", "patch"): "unused grant",
-        ("karpenter.sh", "machines/status", "get"): "unused grant",
-        ("karpenter.sh", "nodeclaims/status", "get"): "unused grant",
-    },
-    # Fixed in charts/workspace-controller (fba2805) after this test reported them.
-    "workspace-controller": {},
-}
 
 
 def test_cluster_roles_grant_exactly_what_the_operators_call(cluster: DevCluster) -> None:
     """Every call an operator made is granted by its chart's ClusterRole, and every grant was used (or its
     code path is one this run does not drive)."""
-    problems, known = [], []
+    problems = []
     for chart in ("gpu-provisioner", "workspace-controller"):
         rendered = yaml.safe_load_all((cluster.state / "rendered" / f"{chart}-objects.yaml").read_text())
         rules = [r for d in rendered if d and d["kind"] == "ClusterRole" for r in d.get("rules") or []]
@@ -337,13 +321,7 @@ def test_cluster_roles_grant_exactly_what_the_operators_call(cluster: DevCluster
         calls = used(read_calls(cluster.state / "audit" / f"{chart}.jsonl"))
         assert calls, f"no API calls recorded for {chart}"
         for triple in sorted(calls - grants):
-            (known if triple in KNOWN_GAPS[chart] else problems).append(
-                f"{chart}: called, not granted: {triple}"
-            )
+            problems.append(f"{chart}: called, not granted: {triple}")
         for triple in sorted(grants - calls - set(NOT_EXERCISED[chart])):
-            (known if triple in KNOWN_GAPS[chart] else problems).append(
-                f"{chart}: granted, never called: {triple}"
-            )
-    if known:
-        print("known ClusterRole gaps still present:\n  " + "\n  ".join(known))
+            problems.append(f"{chart}: granted, never called: {triple}")
     assert not problems, "\n".join(problems)

@@ -38,6 +38,8 @@ CHARTS = {
     "gpu-provisioner": ("gpu-provisioner", "gpu-provisioner"),
     "workspace-controller": ("kaito-workspace", "kaito-workspace"),
 }
+#: Values the dev cluster renders each chart with: what it then runs (the provisioner with kwok).
+CHART_VALUES: dict[str, list[str]] = {"gpu-provisioner": ["--set", "provider=kwok"]}
 
 
 class DevClusterError(RuntimeError):
@@ -204,6 +206,7 @@ class DevCluster:
                 "--namespace",
                 namespace,
                 "--include-crds",
+                *CHART_VALUES.get(chart, []),
                 env=env,
             )
             if rc != 0:
