@@ -1,2 +1,3 @@
 """Kaito Ray runtime: tuning and serving inside Ray."""
+
 __version__ = "0.1.0"
