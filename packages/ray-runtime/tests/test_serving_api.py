@@ -355,3 +355,5 @@ def test_cli_rejects_a_bad_config_naming_the_field(tmp_path: Path, capsys: pytes
     assert "limits.max_tokens" in err and str(bad) in err
     assert main(["serve", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+    assert main(["serve", "--config", str(bad), "--detach"]) == 2
+    assert "--detach needs --address" in capsys.readouterr().err

@@ -21,7 +21,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=None, help="override http.port")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for /health")
     parser.add_argument(
-        "--detach", action="store_true", help="return once healthy instead of serving in the foreground"
+        "--detach",
+        action="store_true",
+        help="with --address: return once healthy (the application keeps running on that cluster)",
     )
     parser.set_defaults(func=run)
     return parser
@@ -30,6 +32,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    if args.detach and not args.address:
+        print(
+            "kaito-runtime serve: --detach needs --address (a local Ray stops with this process)",
+            file=sys.stderr,
+        )
+        return 2
     from kaito_runtime.serving.config import load_serve_config
 
     try:
