@@ -295,7 +295,7 @@ async def _chat_chunks(
     yield [chunk({"role": "assistant", "content": ""}, None)]
     last: StreamEvent | None = None
     async for batch in _events(handle, request):
-        group = []
+        group: list[dict] = []
         for event in batch:
             last = event
             if event.finish_reason == "error":
@@ -345,7 +345,7 @@ async def _completion_chunks(
         yield [chunk(prefix, None)]
     last: StreamEvent | None = None
     async for batch in _events(handle, request):
-        group = []
+        group: list[dict] = []
         for event in batch:
             last = event
             if event.finish_reason == "error":

@@ -75,7 +75,8 @@ def deployment_options(config: ServeConfig) -> dict[str, Any]:
 def build_app(args: dict[str, Any]) -> serve.Application:
     """Serve application builder: `args` is a ServeConfig as a dict (KubeRay serveConfigV2 `args`)."""
     config = ServeConfig.model_validate(args)
-    deployment = serve.deployment(KaitoChat).options(**deployment_options(config))
+    deployment: Any = serve.deployment(KaitoChat)
+    deployment = deployment.options(**deployment_options(config))
     return deployment.bind(config.model_dump(mode="json"))
 
 

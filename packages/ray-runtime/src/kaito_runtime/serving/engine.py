@@ -570,7 +570,7 @@ def _input_device(model: Any) -> torch.device:
 
 def model_context_length(model: Any, tokenizer: Any) -> int:
     """The model's context window: its position limit, or the tokenizer's if that is smaller and sane."""
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     length = getattr(text_config, "max_position_embeddings", None) or 2048
     tok_max = getattr(tokenizer, "model_max_length", None)
