@@ -64,7 +64,7 @@ def tiny_config(tmp: Path, dataset_dir: Path, name: str, **training) -> dict:
         "training_config": {
             "QuantizationConfig": {"bnb_4bit_compute_dtype": "float32"},  # bf16 compute is ~15x slower on CPU
             "TrainingArguments": arguments,
-            "DatasetConfig": {"max_seq_length": 64},
+            "DatasetConfig": {"max_seq_length": 64, "train_test_split": 0.9},
         },
         "input": {"path": str(dataset_dir)},
         "output": {"path": str(tmp / f"{name}-adapter")},
@@ -103,6 +103,8 @@ def test_qlora_on_two_workers_trains_and_writes_the_adapter(qlora_run):
     assert summary["quantized_modules"] == {"Linear4bit": 14}
     assert summary["lora"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert summary["tokens"] > 0 and summary["data"]["examples"] == len(SECRET_ROWS)
+    assert (summary["data"]["train_examples"], summary["data"]["eval_examples"]) == (29, 3)
+    assert isinstance(summary["eval_loss"], float) and summary["eval_loss"] > 0
     out = Path(config.output.path)
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
         assert (out / name).is_file(), name

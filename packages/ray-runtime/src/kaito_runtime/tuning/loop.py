@@ -226,9 +226,7 @@ def train(
             if not report_due(step, total, schedule, args):
                 continue
             # Global numbers over the window (all ranks), then report: a barrier for all workers.
-            stats = torch.tensor([window_loss, window_micro, window_tokens], dtype=torch.float64)
-            if world > 1:
-                torch.distributed.all_reduce(stats.to(device) if device.type == "cuda" else stats)
+            stats = _sum_across_ranks([window_loss, window_micro, window_tokens], world, device)
             seconds = time.perf_counter() - window_start
             tokens_total += int(stats[2])
             metrics = {
@@ -265,6 +263,18 @@ def train(
     return last
 
 
+def _sum_across_ranks(values: list[float], world: int, device: Any) -> Any:
+    """Element-wise sums over all ranks (on the device: NCCL reduces only CUDA tensors)."""
+    import torch
+
+    stats = torch.tensor(values, dtype=torch.float64)
+    if world > 1:
+        on_device = stats.to(device)
+        torch.distributed.all_reduce(on_device)
+        stats = on_device.cpu()
+    return stats
+
+
 def _evaluate(
     model: Any,
     split: Any,
@@ -288,9 +298,7 @@ def _evaluate(
             with torch.autocast(device.type, dtype=setup.compute_dtype, enabled=use_amp):
                 total_loss += float(model(**batch, use_cache=False).loss)
             count += 1
-    stats = torch.tensor([total_loss, count], dtype=torch.float64)
-    if world > 1:
-        torch.distributed.all_reduce(stats)
+    stats = _sum_across_ranks([total_loss, count], world, device)
     model.train()
     return round(float(stats[0] / max(stats[1], 1)), 6)
 

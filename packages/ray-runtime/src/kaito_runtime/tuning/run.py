@@ -44,12 +44,20 @@ def _check_output_early(config: TuneConfig) -> Any:
 
 
 def _ensure_ray(address: str | None) -> bool:
-    """Connect to (or start) Ray; returns True when this call started it."""
+    """Connect to `address` (or RAY_ADDRESS); with neither, start a private local Ray bound to
+    127.0.0.1 (never attach to some other cluster by accident). True when this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address)
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(
+            address="local", _node_ip_address="127.0.0.1", include_dashboard=True, dashboard_host="127.0.0.1"
+        )
     return True
 
 
