@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from kaito_runtime.tuning.config import ConfigError, TrainingArgumentsSection, load_config, parse_config
-from kaito_runtime.tuning.loop import checkpoint_due, epoch_batches, plan_schedule, report_due
+from kaito_runtime.tuning.loop import checkpoint_due, epoch_batches, eval_due, plan_schedule, report_due
 from kaito_runtime.tuning.progress import PROGRESS_KEYS, ProgressFile, read_progress
 
 SHARED = Path(os.environ.get("KAITO_SHARED_DIR") or Path(__file__).resolve().parents[3] / ".." / "shared")
@@ -164,6 +164,12 @@ def test_checkpoint_and_report_cadence():
     assert [i for i in range(1, 31) if checkpoint_due(i, 30, s, epoch)] == [10, 20, 30]
     never = TrainingArgumentsSection(save_strategy="no")
     assert [i for i in range(1, 31) if checkpoint_due(i, 30, s, never)] == [30]  # the final one, for output
+    evals = TrainingArgumentsSection(
+        save_strategy="no", logging_steps=100, eval_strategy="steps", eval_steps=7
+    )
+    assert [i for i in range(1, 31) if eval_due(i, 30, s, evals)] == [7, 14, 21, 28, 30]
+    assert [i for i in range(1, 31) if report_due(i, 30, s, evals)] == [7, 14, 21, 28, 30]
+    assert [i for i in range(1, 31) if eval_due(i, 30, s, never)] == [30]  # held-out loss at the end only
 
 
 def test_progress_file_format(tmp_path):

@@ -77,8 +77,23 @@ def checkpoint_due(step: int, total: int, schedule: Schedule, args: TrainingArgu
     return False
 
 
+def eval_due(step: int, total: int, schedule: Schedule, args: TrainingArgumentsSection) -> bool:
+    """Held-out loss at the end, and every `eval_steps` / epoch as `eval_strategy` says."""
+    if step >= total:
+        return True
+    if args.eval_strategy == "steps":
+        return step % (args.eval_steps or args.logging_steps) == 0
+    if args.eval_strategy == "epoch":
+        return step % schedule.steps_per_epoch == 0
+    return False
+
+
 def report_due(step: int, total: int, schedule: Schedule, args: TrainingArgumentsSection) -> bool:
-    return step % args.logging_steps == 0 or checkpoint_due(step, total, schedule, args)
+    return (
+        step % args.logging_steps == 0
+        or checkpoint_due(step, total, schedule, args)
+        or (args.eval_strategy != "no" and eval_due(step, total, schedule, args))
+    )
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -244,7 +259,7 @@ def train(
             }
             history.append([step, metrics["loss"]])
             metrics["loss_history"] = list(history) if step >= total else None
-            if step >= total and data.eval is not None:
+            if data.eval is not None and eval_due(step, total, schedule, args):
                 metrics["eval_loss"] = _evaluate(
                     train_model, data.eval, rank, world, args, pad_id, device, setup, use_amp
                 )
