@@ -170,8 +170,8 @@ class TrainingArgumentsSection(BaseModel):
         if "evaluation_strategy" in data and "eval_strategy" not in data:
             data = {**data, "eval_strategy": data["evaluation_strategy"]}
             data.pop("evaluation_strategy")
-        unknown = set(data) - set(cls.model_fields)
-        unknown = sorted(unknown - _hf_training_argument_names()) if unknown else []
+        extra = set(data) - set(cls.model_fields)
+        unknown = sorted(extra - _hf_training_argument_names()) if extra else []
         if unknown:
             raise ValueError(
                 f"TrainingArguments: unknown key(s) {', '.join(unknown)}; use Hugging Face "

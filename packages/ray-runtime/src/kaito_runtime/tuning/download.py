@@ -150,7 +150,7 @@ def download(url: str, dest_dir: Path, settings: DownloadSettings, index: int = 
         before_sleep=lambda state: log.warning(
             "download %s: %s; retry %d of %d",
             shown,
-            state.outcome.exception(),
+            state.outcome.exception() if state.outcome else "",
             state.attempt_number,
             attempts - 1,
         ),

@@ -28,7 +28,8 @@ class Encoded:
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: list[Message], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    return str(text)
 
 
 def assistant_spans(
@@ -57,11 +58,11 @@ def encode_example(
 ) -> Encoded:
     """Token ids and labels for one example; raises ValueError when nothing is left to learn."""
     if example.text is not None:
-        ids = tokenizer(example.text, add_special_tokens=True)["input_ids"]
-        if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
-            ids = [*ids, tokenizer.eos_token_id]
-        ids = ids[:max_seq_length]
-        return Encoded(ids, list(ids))
+        tokens: list[int] = tokenizer(example.text, add_special_tokens=True)["input_ids"]
+        if tokenizer.eos_token_id is not None and (not tokens or tokens[-1] != tokenizer.eos_token_id):
+            tokens = [*tokens, tokenizer.eos_token_id]
+        tokens = tokens[:max_seq_length]
+        return Encoded(tokens, list(tokens))
     assert example.messages is not None
     text, spans = assistant_spans(tokenizer, example.messages)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

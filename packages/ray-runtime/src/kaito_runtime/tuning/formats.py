@@ -111,7 +111,7 @@ def _jsonl(path: Path) -> FileRows:
                 continue
             try:
                 value = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 bad.append(f"line {number}: not JSON ({exc.msg})")
                 continue
             if not isinstance(value, dict):

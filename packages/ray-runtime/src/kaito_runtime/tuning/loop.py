@@ -244,7 +244,7 @@ def train(
             stats = _sum_across_ranks([window_loss, window_micro, window_tokens], world, device)
             seconds = time.perf_counter() - window_start
             tokens_total += int(stats[2])
-            metrics = {
+            metrics: dict[str, Any] = {
                 "step": step,
                 "total_steps": total,
                 "epoch": round(step / schedule.steps_per_epoch, 4),
