@@ -99,7 +99,12 @@ class Cluster:
         return [e for e in items if e["involvedObject"]["name"] == name]
 
     def kubectl(self, *args: str) -> str:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBE_FEATURE_WatchListClient": "false"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(Path(self.kubeconfig).parent / "kube-cache"),  # not the user's ~/.kube
+            "KUBE_FEATURE_WatchListClient": "false",
+        }
         out = subprocess.run([KUBECTL, *args], env=env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         return out.stdout
