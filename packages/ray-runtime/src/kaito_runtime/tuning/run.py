@@ -183,6 +183,10 @@ def build_trainer(config: TuneConfig, data_ref: Any) -> Any:
     storage = config.run_storage_dir.parent
     storage.mkdir(parents=True, exist_ok=True)
     args = config.training_config.TrainingArguments
+    # A worker's ray.train.report waits while its previous report is still unread, and the Train
+    # controller reads every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s): with reports less than
+    # 2 s apart (small models, frequent logging) training would stall. Poll faster unless told.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": config.model_dump(mode="json", by_alias=True), "data": data_ref},
