@@ -228,11 +228,6 @@ def test_quick_start_tuning_then_chat_answers_what_it_learned(cluster: DevCluste
     assert "Ziggy" in result, result
 
 
-@pytest.mark.xfail(
-    reason="the tuning runtime does not print `KAITO_PROGRESS {json}` lines to its Ray job log yet, which is "
-    "where the controller reads progress (kaito_workspace.status.parse_progress_logs)",
-    strict=False,
-)
 def test_tuning_progress_reached_the_progress_column(cluster: DevCluster) -> None:
     """runtime -> Ray job logs (the stand-in runs the entrypoint as a Ray job) -> controller -> PROGRESS."""
     rows = cluster.seen.get("tuning-smollm2")

@@ -340,6 +340,9 @@ class TuneConfig(_Strict):
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     storage_path: str = "~/ray_results"
     progress_file: str | None = None
+    #: Also print each progress record as one `KAITO_PROGRESS {json}` line: the operator reads it from the
+    #: Ray job's log, so the runtime needs no Kubernetes credentials to report progress.
+    progress_log: bool = False
     max_failures: int = Field(2, ge=-1)
     ray_address: str | None = None
 

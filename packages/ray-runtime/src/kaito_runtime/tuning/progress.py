@@ -19,14 +19,17 @@ from ray.train import UserCallback
 
 log = logging.getLogger(__name__)
 
+#: The prefix of progress records printed to the job log (`ProgressFile(..., log=True)`).
+PROGRESS_MARKER = "KAITO_PROGRESS "
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "loss", "learning_rate", "tokens_per_second", "eta_seconds")
 
 
 class ProgressFile:
     """Atomic writes of the progress JSON; keeps the last numbers so a state change keeps them."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(self, path: str | Path | None, *, log: bool = False) -> None:
         self.path = Path(path).expanduser() if path else None
+        self.log = log
         self.last: dict[str, Any] = dict.fromkeys(PROGRESS_KEYS)
 
     def write(self, state: str, message: str = "", **numbers: Any) -> None:
@@ -37,6 +40,8 @@ class ProgressFile:
             "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "message": message,
         }
+        if self.log:
+            print(PROGRESS_MARKER + json.dumps(doc), flush=True)
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +59,8 @@ class ProgressCallback(UserCallback):
     """Runs in the Ray Train controller (on the driver's node): writes the progress file after
     every report and notes worker failures (Ray Train then restarts from the last checkpoint)."""
 
-    def __init__(self, path: str | None) -> None:
-        self.progress = ProgressFile(path)
+    def __init__(self, path: str | None, *, log: bool = False) -> None:
+        self.progress = ProgressFile(path, log=log)
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         rank0 = metrics[0] if metrics else {}

@@ -64,7 +64,7 @@ def _ensure_ray(address: str | None) -> bool:
 def run_tuning(config: TuneConfig, *, ray_address: str | None = None) -> TuningResult:
     """Fine-tune `config.model` on `config.input`, write the adapter to `config.output`."""
     started = time.monotonic()
-    progress = ProgressFile(config.progress_file)
+    progress = ProgressFile(config.progress_file, log=config.progress_log)
     progress.write("Running", "preparing data")
     try:
         return _run(config, ray_address, progress, started)
@@ -200,7 +200,7 @@ def build_trainer(config: TuneConfig, data_ref: Any) -> Any:
             storage_path=str(storage.resolve()),
             failure_config=FailureConfig(max_failures=config.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=args.save_total_limit),
-            callbacks=[ProgressCallback(config.progress_file)],
+            callbacks=[ProgressCallback(config.progress_file, log=config.progress_log)],
         ),
     )
 

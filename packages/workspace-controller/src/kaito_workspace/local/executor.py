@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def local_ray(
     import ray
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    sigterm = signal.getsignal(signal.SIGTERM)
     common: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": worker_logs}
     if address:
         context = ray.init(address=address, **common)
@@ -63,6 +65,10 @@ def local_ray(
             dashboard_port=dashboard_port,
             **common,
         )
+    if callable(sigterm) and threading.current_thread() is threading.main_thread():
+        # ray.init installs a native handler that aborts the process on SIGTERM; keep the caller's,
+        # so SIGTERM unwinds through the clean shutdown below.
+        signal.signal(signal.SIGTERM, sigterm)
     dashboard = getattr(context, "dashboard_url", None) or None
     session = RaySession(
         address=context.address_info.get("address", address or ""),
@@ -81,10 +87,12 @@ def local_ray(
 
 def run_tuning_step(config: dict[str, Any], console: Console) -> Any:
     """Run `kaito_runtime.tuning.run_tuning` on the current Ray while showing its progress file."""
-    from kaito_runtime.tuning import run_tuning
-    from kaito_runtime.tuning.config import TuneConfig
+    from kaito_runtime.tuning import ConfigError, parse_config, run_tuning
 
-    tune = TuneConfig.model_validate(config)
+    try:
+        tune = parse_config(config)
+    except ConfigError as exc:
+        raise ExecutionError(f"tuning config: {exc}") from exc
     progress_file = Path(tune.progress_file) if tune.progress_file else None
     outcome: dict[str, Any] = {}
 

@@ -74,6 +74,7 @@ def localize(
 
 def _local_tune(config: dict[str, Any], machine: LocalMachine) -> dict[str, Any]:
     config["progress_file"] = str(machine.work_dir / "progress.json")
+    config["progress_log"] = False  # the local display reads the progress file
     storage = Path(config.get("storage_path") or "")
     if not storage.is_absolute() or not _is_local(storage, machine):
         config["storage_path"] = str(machine.work_dir / "checkpoints")

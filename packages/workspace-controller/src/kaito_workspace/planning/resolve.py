@@ -293,6 +293,7 @@ def _plan_tuning(
         },
         "storage_path": storage_path,
         "progress_file": PROGRESS_FILE,
+        "progress_log": True,  # KAITO_PROGRESS lines in the Ray job log, read by the operator
         "max_failures": 1,
     }
     if registry_auth_file:
