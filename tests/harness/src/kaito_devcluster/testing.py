@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from kube_api_emulator.testing import wait_for as emulator_wait_for
 
 T = TypeVar("T")
 
@@ -24,14 +25,4 @@ def free_port() -> int:
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.5) -> T:
     """Poll `check` until truthy (exceptions count as not yet); fail with the last value after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # shown if the deadline passes
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    return emulator_wait_for(check, timeout=timeout, interval=interval, what=what)
