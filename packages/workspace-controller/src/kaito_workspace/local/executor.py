@@ -29,7 +29,10 @@ class ExecutionError(RuntimeError):
 class RaySession:
     address: str
     dashboard_url: str | None
-    serving: bool = False
+    #: True when this session started the Ray (then shutting it down stops everything, Serve included)
+    owned: bool = True
+    #: the Serve application this session deployed
+    app: str | None = None
 
 
 def _prepare_loopback_env() -> None:
@@ -73,15 +76,17 @@ def local_ray(
     session = RaySession(
         address=context.address_info.get("address", address or ""),
         dashboard_url=f"http://{dashboard}" if dashboard and "://" not in dashboard else dashboard,
+        owned=not address,
     )
     try:
         yield session
     finally:
-        if session.serving:
+        if session.app and not session.owned:
+            # A joined cluster keeps running: remove only what this run deployed.
             from ray import serve
 
             with contextlib.suppress(Exception):
-                serve.shutdown()
+                serve.delete(session.app)
         ray.shutdown()
 
 
@@ -130,5 +135,5 @@ def start_serving(session: RaySession, config: dict[str, Any]) -> Any:
     from kaito_runtime.serving.config import ServeConfig
 
     serve_config = ServeConfig.model_validate(config)
-    session.serving = True
+    session.app = serve_config.name
     return run_local(serve_config)
