@@ -14,6 +14,7 @@ from kaito_workspace.local.documents import DocumentError, load_documents
 from kaito_workspace.local.localize import LocalizeError, LocalMachine, localize
 from kaito_workspace.planning import ClusterFacts
 from kaito_workspace.planning.catalog import plan_with_catalog
+from kaito_workspace.planning.templates import inference_config_for
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCAL_TUNING = ROOT / "examples" / "local" / "tuning-smollm2.yaml"
@@ -117,3 +118,23 @@ def test_push_secret_written_privately_and_never_in_the_config(tmp_path: Path) -
     assert auth_file.read_text() == secret
     assert auth_file.stat().st_mode & 0o077 == 0
     assert "c2VjcmV0" not in json.dumps(steps.tune)
+
+
+def test_local_run_applies_the_inference_config_generation_defaults(tmp_path: Path) -> None:
+    workspace = yaml.safe_load((ROOT / "examples" / "local" / "inference-smollm2.yaml").read_text())
+    workspace["inference"]["config"] = "gen"
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "gen"},
+        "data": {"inference_config.yaml": "generation:\n  max_new_tokens: 7\n"},
+    }
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump_all([workspace, config_map]))
+    docs = load_documents([path])
+    ws, _ = parse_workspace(docs.workspace())
+    assert ws is not None
+    facts = ClusterFacts(inference_config=inference_config_for(ws, docs.config_maps))
+    steps = localize(plan_with_catalog(ws, facts=facts), LocalMachine(work_dir=tmp_path))
+    assert steps.serve is not None
+    assert steps.serve["generation"]["max_new_tokens"] == 7

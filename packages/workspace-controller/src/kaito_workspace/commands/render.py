@@ -20,7 +20,7 @@ from kaito_workspace.builders import build_objects, dump_yaml
 from kaito_workspace.planning import ClusterFacts, PlannerSettings, PlanningError
 from kaito_workspace.planning.catalog import plan_with_catalog
 from kaito_workspace.planning.model import DEFAULT_RAY_VERSION, default_runtime_image
-from kaito_workspace.planning.templates import TRAINING_CONFIG_KEY
+from kaito_workspace.planning.templates import inference_config_for, training_config_from
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -66,19 +66,7 @@ def _config_maps(docs: list[Any]) -> dict[str, dict[str, Any]]:
 
 def _training_config(ws: Any, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     name = ws.tuning.config if ws.tuning is not None else None
-    if not name or name not in config_maps:
-        return None
-    text = config_maps[name].get(TRAINING_CONFIG_KEY)
-    if not text:
-        return None
-    data = yaml.safe_load(text) or {}
-    return data.get("training_config", data)
-
-
-def _inference_config(ws: Any, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    name = ws.inference.config if ws.inference is not None else None
-    text = (config_maps.get(name) or {}).get("inference_config.yaml") if name else None
-    return (yaml.safe_load(text) or None) if text else None
+    return training_config_from(config_maps.get(name)) if name else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             byo_nodes=list(args.byo_node),
             node_gpus={n: args.byo_node_gpus for n in args.byo_node} if args.byo_node_gpus else {},
             training_config=_training_config(ws, config_maps),
-            inference_config=_inference_config(ws, config_maps),
+            inference_config=inference_config_for(ws, config_maps),
         )
         try:
             plan = plan_with_catalog(ws, facts=facts, settings=settings)

@@ -20,14 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from kaito_workspace.local.documents import DocumentError, Documents, load_documents
 from kaito_workspace.local.localize import LocalizeError, LocalMachine, LocalSteps, localize
-
-TRAINING_CONFIG_KEY = "training_config.yaml"
+from kaito_workspace.planning.templates import (
+    TRAINING_CONFIG_KEY,
+    inference_config_for,
+    training_config_from,
+)
 
 
 class RunError(Exception):
@@ -88,7 +90,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         lines = [f"{p.path}: {p.message}" + (f" (fix: {p.hint})" if p.hint else "") for p in problems]
         raise RunError("the Workspace is invalid:\n  " + "\n  ".join(lines))
     try:
-        plan = plan_with_catalog(ws, facts=ClusterFacts(training_config=_training_config(ws, docs)))
+        facts = ClusterFacts(
+            training_config=_training_config(ws, docs),
+            inference_config=inference_config_for(ws, docs.config_maps),
+        )
+        plan = plan_with_catalog(ws, facts=facts)
     except PlanningError as exc:
         raise RunError(str(exc)) from exc
     machine = LocalMachine(
@@ -168,14 +174,13 @@ def _training_config(ws: Any, docs: Documents) -> dict[str, Any] | None:
     name = ws.tuning.config if ws.tuning is not None else None
     if not name:
         return None
-    text = docs.config_maps.get(name, {}).get(TRAINING_CONFIG_KEY)
-    if text is None:
+    config = training_config_from(docs.config_maps.get(name))
+    if config is None:
         raise RunError(
             f"tuning.config: ConfigMap {name!r} with key {TRAINING_CONFIG_KEY} is not in the files given; "
             "add it to the YAML or pass --config-dir"
         )
-    data = yaml.safe_load(text) or {}
-    return data.get("training_config", data)
+    return config
 
 
 def _volume_flags(values: list[str]) -> dict[str, Path]:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import yaml
 
 from kaito_workspace.api import CONDITION_WORKSPACE_SUCCEEDED, Workspace, parse_workspace
 from kaito_workspace.builders import build_nodeclaim, build_rayjob, build_rayservice, build_runtime_configmap
@@ -44,7 +43,12 @@ from kaito_workspace.planning.names import (
     LABEL_WORKSPACE_NAMESPACE,
     ray_name,
 )
-from kaito_workspace.planning.templates import TEMPLATE_CONFIGMAPS, TRAINING_CONFIG_KEY
+from kaito_workspace.planning.templates import (
+    TEMPLATE_CONFIGMAPS,
+    TRAINING_CONFIG_KEY,
+    inference_config_for,
+    training_config_from,
+)
 from kaito_workspace.presets import Catalog
 from kaito_workspace.status import (
     Observed,
@@ -121,12 +125,6 @@ def _job_finished(job: dict[str, Any] | None) -> bool:
         "FAILED",
         "STOPPED",
     )
-
-
-def _inference_config(ws: Workspace, config_maps: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    name = ws.inference.config if ws.inference is not None else None
-    text = (config_maps.get(name) or {}).get(INFERENCE_CONFIG_KEY) if name else None
-    return (yaml.safe_load(text) or None) if text else None
 
 
 def _notes(plan: Plan) -> str:
@@ -210,11 +208,7 @@ class Reconciler:
             if template:
                 cm = await self.kube.get(CONFIGMAPS, template, self.settings.controller_namespace)
                 data = (cm or {}).get("data")
-        text = (data or {}).get(TRAINING_CONFIG_KEY)
-        if not text:
-            return None  # the built-in copy of Kaito's default template
-        doc = yaml.safe_load(text) or {}
-        return doc.get("training_config", doc)
+        return training_config_from(data)  # None: the built-in copy of Kaito's default template
 
     async def _invalid(self, body: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         md = body["metadata"]
@@ -270,7 +264,7 @@ class Reconciler:
             existing_nodeclaims=sorted(nc["metadata"]["name"] for nc in nodeclaims),
             pvc_access_modes=pvc_modes,
             training_config=await self._training_config(ws, config_maps),
-            inference_config=_inference_config(ws, config_maps),
+            inference_config=inference_config_for(ws, config_maps),
         )
         try:
             plan = plan_with_catalog(ws, facts=facts, settings=self.settings.planner(), catalog=self.catalog)

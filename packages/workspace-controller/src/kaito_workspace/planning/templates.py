@@ -7,10 +7,14 @@ the operator reads the ConfigMaps, so a cluster admin can change the defaults; `
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
+
+import yaml
 
 TEMPLATE_CONFIGMAPS = {"qlora": "qlora-params-template", "lora": "lora-params-template"}
 TRAINING_CONFIG_KEY = "training_config.yaml"
+INFERENCE_CONFIG_KEY = "inference_config.yaml"
 
 _COMMON: dict[str, Any] = {
     "ModelConfig": {"torch_dtype": "bfloat16", "local_files_only": True, "device_map": "auto"},
@@ -50,3 +54,22 @@ def default_training_config(method: str) -> dict[str, Any]:
         "DatasetConfig": cfg["DatasetConfig"],
     }
     return ordered
+
+
+def training_config_from(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The `training_config` mapping in a tuning ConfigMap's `data`, or None when it has no config.
+
+    Kaito nests the sections under a `training_config:` key; a file without it is taken as the sections.
+    """
+    text = (data or {}).get(TRAINING_CONFIG_KEY)
+    if not text:
+        return None
+    doc = yaml.safe_load(text) or {}
+    return doc.get("training_config", doc)
+
+
+def inference_config_for(ws: Any, config_maps: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The parsed `inference_config.yaml` of the ConfigMap named by `inference.config`, if any."""
+    name = ws.inference.config if ws.inference is not None else None
+    text = (config_maps.get(name) or {}).get(INFERENCE_CONFIG_KEY) if name else None
+    return (yaml.safe_load(text) or None) if text else None
