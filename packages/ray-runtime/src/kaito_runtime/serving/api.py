@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -280,19 +280,23 @@ def _sse(chunks: AsyncIterator[list[dict]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _chat_chunks(
-    handle: RequestHandle, request: Request, rid: str, created: int, model: str, include_usage: bool
+async def _openai_chunks(
+    handle: RequestHandle,
+    request: Request,
+    envelope: dict[str, Any],
+    head: list[dict],
+    text_choice: Callable[[str], dict],
+    final_choice: Callable[[str | None], dict],
+    include_usage: bool,
 ) -> AsyncIterator[list[dict]]:
-    def chunk(delta: dict, finish: str | None) -> dict:
-        return {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
+    """OpenAI stream chunks, one group per engine step: `head`, a chunk per text delta, a final chunk
+    with the finish reason (and usage when asked); an engine error ends the stream with an error object."""
 
-    yield [chunk({"role": "assistant", "content": ""}, None)]
+    def chunk(choice: dict) -> dict:
+        return {**envelope, "choices": [choice]}
+
+    if head:
+        yield head
     last: StreamEvent | None = None
     async for batch in _events(handle, request):
         group: list[dict] = []
@@ -305,25 +309,38 @@ async def _chat_chunks(
                 ]
                 return
             if event.delta:
-                group.append(chunk({"content": event.delta}, None))
+                group.append(chunk(text_choice(event.delta)))
         yield group
     if last is not None:
-        tail = [chunk({}, last.finish_reason)]
+        tail = [chunk(final_choice(last.finish_reason))]
         if include_usage:
             tail.append(
-                {
-                    "id": rid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": _usage(last.prompt_tokens, last.completion_tokens),
-                }
+                {**envelope, "choices": [], "usage": _usage(last.prompt_tokens, last.completion_tokens)}
             )
         yield tail
 
 
-async def _completion_chunks(
+def _chat_chunks(
+    handle: RequestHandle, request: Request, rid: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[list[dict]]:
+    envelope = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+
+    def choice(delta: dict, finish: str | None) -> dict:
+        return {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+
+    head = [{**envelope, "choices": [choice({"role": "assistant", "content": ""}, None)]}]
+    return _openai_chunks(
+        handle,
+        request,
+        envelope,
+        head,
+        lambda text: choice({"content": text}, None),
+        lambda finish: choice({}, finish),
+        include_usage,
+    )
+
+
+def _completion_chunks(
     handle: RequestHandle,
     request: Request,
     rid: str,
@@ -332,42 +349,18 @@ async def _completion_chunks(
     include_usage: bool,
     prefix: str,
 ) -> AsyncIterator[list[dict]]:
-    def chunk(text: str, finish: str | None) -> dict:
-        return {
-            "id": rid,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
-        }
+    envelope = {"id": rid, "object": "text_completion", "created": created, "model": model}
 
-    if prefix:
-        yield [chunk(prefix, None)]
-    last: StreamEvent | None = None
-    async for batch in _events(handle, request):
-        group: list[dict] = []
-        for event in batch:
-            last = event
-            if event.finish_reason == "error":
-                yield [
-                    *group,
-                    {"error": {"message": event.error or "generation failed", "type": "server_error"}},
-                ]
-                return
-            if event.delta:
-                group.append(chunk(event.delta, None))
-        yield group
-    if last is not None:
-        tail = [chunk("", last.finish_reason)]
-        if include_usage:
-            tail.append(
-                {
-                    "id": rid,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": _usage(last.prompt_tokens, last.completion_tokens),
-                }
-            )
-        yield tail
+    def choice(text: str, finish: str | None) -> dict:
+        return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+
+    head = [{**envelope, "choices": [choice(prefix, None)]}] if prefix else []
+    return _openai_chunks(
+        handle,
+        request,
+        envelope,
+        head,
+        lambda text: choice(text, None),
+        lambda finish: choice("", finish),
+        include_usage,
+    )
